@@ -1,0 +1,102 @@
+"""Our NumPy implementation of the spec, and its adapter.
+
+Vectorised over the whole batch with O(N*C) memory. float16 and bfloat16 are computed in float32
+(no spurious overflow, MML-9.3); float32 and float64 in their own precision. Written from SPEC.md
+alone: it shares no code with the reference.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._checks import check_args, legacy_reduction, target_range_error
+from .base import Backend, Call, Output
+
+
+def _compute_dtype(dtype: np.dtype) -> np.dtype:
+    return np.dtype(np.float64) if dtype == np.float64 else np.dtype(np.float32)
+
+
+def _prepare(input, target, p, weight, size_average, reduce, reduction):
+    x = np.asarray(input)
+    t = np.asarray(target)
+    reduction = legacy_reduction(size_average, reduce, reduction)
+    C = check_args(x.shape, t.shape, np.issubdtype(t.dtype, np.integer), t.dtype, p, reduction,
+                   None if weight is None else np.shape(weight))
+    t = t.reshape(-1).astype(np.int64)
+    if t.size and (t.min() < 0 or t.max() >= C):
+        raise target_range_error(t[(t < 0) | (t >= C)][0], C)
+    cdt = _compute_dtype(x.dtype)
+    x2 = x.reshape(-1, C).astype(cdt, copy=False)
+    w = None if weight is None else np.asarray(weight).astype(cdt)[t]
+    return x, x2, t, reduction, C, w
+
+
+def _active(x2, t, margin):
+    """z = margin - x[y] + x[i] and the row index, with the target's own term set aside."""
+    rows = np.arange(x2.shape[0])
+    xy = x2[rows, t][:, None]
+    z = (x2.dtype.type(margin) - xy) + x2
+    return z, rows
+
+
+def multi_margin_loss(input, target, p=1, margin=1.0, weight=None, size_average=None, reduce=None,
+                      reduction="mean"):
+    """The multi-class margin loss of SPEC.md, with F.multi_margin_loss's signature."""
+    x, x2, t, reduction, C, w = _prepare(input, target, p, weight, size_average, reduce, reduction)
+    z, rows = _active(x2, t, margin)
+    h = np.maximum(z, 0, out=z)  # np.maximum propagates NaN (MML-7.1)
+    if p == 2:
+        h *= h
+    if w is not None:
+        h *= w[:, None]  # per term, so inf * 0 is NaN (MML-2.4, MML-7.3)
+    h[rows, t] = 0  # the target's own term is not part of the sum (MML-2.2)
+    losses = h.sum(axis=1) / x2.dtype.type(C)
+    return _reduce(losses, reduction, np.shape(target), x.dtype)
+
+
+def _reduce(losses, reduction, target_shape, dtype):
+    if reduction == "none":
+        return losses.reshape(target_shape).astype(dtype)
+    if reduction == "sum":
+        return np.asarray(losses.sum(), dtype=dtype)
+    if losses.size == 0:
+        return np.asarray(np.nan, dtype=dtype)  # the mean of nothing (MML-6.3)
+    return np.asarray(losses.sum() / losses.dtype.type(losses.size), dtype=dtype)
+
+
+def multi_margin_loss_backward(cotangent, input, target, p=1, margin=1.0, weight=None,
+                               size_average=None, reduce=None, reduction="mean"):
+    """The gradient with respect to `input` for the output's cotangent (MML-8)."""
+    x, x2, t, reduction, C, w = _prepare(input, target, p, weight, size_average, reduce, reduction)
+    N = x2.shape[0]
+    z, rows = _active(x2, t, margin)
+    g = np.asarray(cotangent, dtype=x2.dtype).reshape(-1)
+    scale = (np.broadcast_to(g, (N,)) if reduction == "none" else np.full(N, g.reshape(()), x2.dtype))
+    scale = scale / x2.dtype.type(C * (N if reduction == "mean" else 1))
+    if w is not None:
+        scale = scale * w
+    if p == 1:
+        slope = (z > 0).astype(x2.dtype)  # 0 at the kink (MML-8.2)
+        slope[np.isnan(z)] = np.nan
+    else:
+        slope = 2 * np.maximum(z, 0)
+    d = slope * scale[:, None]  # an infinite scale times 0 is NaN (MML-8.4)
+    d[rows, t] = 0
+    d[rows, t] = -d.sum(axis=1)
+    return d.reshape(x.shape).astype(x.dtype)
+
+
+class NumpyBackend(Backend):
+    name = "numpy"
+    module = distribution = "numpy"
+    ours = True
+    description = "our vectorised NumPy implementation (impls/numpy_backend.py)"
+
+    def run(self, call: Call, device: str, mode: str, grad: bool) -> Output:
+        kw = call.kwargs()
+        value = multi_margin_loss(call.x, call.target, **kw)
+        if not grad:
+            return Output(value)
+        cot = np.ones((), call.x.dtype) if call.cotangent is None else call.cotangent
+        return Output(value, multi_margin_loss_backward(cot, call.x, call.target, **kw))
