@@ -1,0 +1,218 @@
+"""The `mmconf` command line (also `python -m conformance`).
+
+Exit status: 0 success (and, for `run` and `check`, conformance), 1 nonconformance or a failed
+verification, 2 bad usage or a malformed input file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from .caseio import CaseError
+
+
+def _progress(stream=sys.stderr):
+    """A one-line progress display on a terminal; nothing otherwise."""
+    if not stream.isatty():
+        return None
+    state: dict = {}
+    start = time.monotonic()
+
+    def show(backend: str, done: int, total: int) -> None:
+        state[backend] = (done, total)
+        d = sum(v[0] for v in state.values())
+        t = sum(v[1] for v in state.values())
+        parts = " ".join(f"{b} {x}/{y}" for b, (x, y) in state.items())
+        width = 24
+        bar = "#" * int(width * d / max(t, 1))
+        stream.write(f"\r[{bar:<{width}}] {d}/{t} {time.monotonic() - start:5.0f}s  {parts}"[:160] + "\033[K")
+        stream.flush()
+        if d == t:
+            stream.write("\n")
+
+    return show
+
+
+def _split(s: str | None) -> list[str] | None:
+    return [x.strip() for x in s.split(",") if x.strip()] if s else None
+
+
+def _select_cases(args) -> list:
+    from .caseio import load_file, load_golden
+
+    cases = []
+    if not args.cases or args.golden:
+        cases.extend(load_golden())
+    for path in args.cases or []:
+        cases.extend(load_file(path))
+    if args.dtypes:
+        cases = [c for c in cases if c.dtype in _split(args.dtypes)]
+    if args.k:
+        cases = [c for c in cases if any(k in f"{c.dtype}-{c.id}" for k in _split(args.k))]
+    return cases
+
+
+def _backends(arg: str | None) -> list[str]:
+    from impls import registry
+
+    known = registry()
+    names = _split(arg) or list(known)
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise SystemExit(f"mmconf: unknown backend(s) {', '.join(unknown)}; known: {', '.join(known)}")
+    return names
+
+
+# --- commands -------------------------------------------------------------------------------------
+
+
+def cmd_cases(args) -> int:
+    from cases.generator import write_store
+
+    from .caseio import golden_dir, verify_manifest
+
+    if args.action == "generate":
+        manifest = write_store(golden_dir())
+        print(f"wrote {len(manifest['files'])} family files and {golden_dir() / 'MANIFEST.json'}")
+        return 0
+    # verify: the store matches its manifest, and regenerating it gives the same bytes
+    verify_manifest(golden_dir())
+    with tempfile.TemporaryDirectory() as tmp:
+        fresh = write_store(Path(tmp))
+        drift = _diff_stores(golden_dir(), Path(tmp), fresh)
+    if drift:
+        print("the golden store differs from what the generator writes now:\n" + drift)
+        print("regenerate with `mmconf cases generate` and review the diff")
+        return 1
+    print(f"golden store verified: {len(fresh['files'])} files match the manifest and the generator")
+    return 0
+
+
+def _diff_stores(old_dir: Path, new_dir: Path, manifest: dict, limit: int = 40) -> str:
+    import difflib
+
+    lines = []
+    old_files = {p.name for p in old_dir.glob("*.json")}
+    for name in sorted(old_files | set(manifest["files"]) | {"MANIFEST.json"}):
+        a, b = old_dir / name, new_dir / name
+        ta = a.read_text().splitlines() if a.exists() else []
+        tb = b.read_text().splitlines() if b.exists() else []
+        if ta != tb:
+            diff = list(difflib.unified_diff(ta, tb, f"store/{name}", f"generated/{name}", lineterm="", n=1))
+            lines.extend(d[:200] for d in diff[:limit])
+            if len(diff) > limit:
+                lines.append(f"... {len(diff) - limit} more diff lines in {name}")
+    return "\n".join(lines)
+
+
+def cmd_list(args) -> int:
+    from impls import registry
+
+    from .runner import Session
+
+    session = Session(timeout=args.timeout)
+    rows = []
+    try:
+        for name in _backends(args.backends):
+            d = session.describe(name)
+            if "missing" in d:
+                rows.append([name, "-", "missing", d["missing"][:60], ""])
+                continue
+            dtypes = "; ".join(f"{dev}: {','.join(dts)}" for dev, dts in d["dtypes"].items())
+            rows.append([name, d["version"], ",".join(d["devices"]), ",".join(d["modes"]), dtypes])
+    finally:
+        session.close()
+    _print_table(["backend", "version", "devices", "modes", "dtypes"], rows)
+    del registry
+    return 0
+
+
+def _print_table(header, rows) -> None:
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
+    for row in [header, ["-" * w for w in widths], *rows]:
+        print("  ".join(str(x).ljust(w) for x, w in zip(row, widths)).rstrip())
+
+
+def cmd_run(args) -> int:
+    from . import report
+    from .runner import run
+
+    cases = _select_cases(args)
+    backends = _backends(args.backends)
+    out_dir = Path(args.out)
+    doc = run(backends, cases, devices=_split(args.devices), modes=_split(args.modes), jobs=args.jobs,
+              timeout=args.timeout, log_dir=out_dir / "logs", progress=_progress())
+    json_path = Path(args.json) if args.json else out_dir / "results.json"
+    report.write_results(doc, json_path)
+    if not args.json or args.out_given:  # --json alone writes the results only
+        report.write_report(doc, out_dir)
+    summary = report.summary_lines(doc)
+    print("\n".join(summary))
+    wrote_report = not args.json or args.out_given
+    print(f"results: {json_path}" + (f"; report: {out_dir / 'conformance.md'}" if wrote_report else ""))
+    return 0 if report.conforms(doc) else 1
+
+
+def cmd_report(args) -> int:
+    from . import report
+
+    docs = []
+    for path in args.results:
+        try:
+            docs.append(json.loads(Path(path).read_text(encoding="utf-8")))
+        except (OSError, ValueError) as e:
+            print(f"mmconf report: cannot read {path}: {e}", file=sys.stderr)
+            return 2
+    doc = report.merge(docs)
+    out_dir = Path(args.out)
+    report.write_results(doc, out_dir / "results.json")
+    report.write_report(doc, out_dir)
+    print(f"merged {len(docs)} run(s) into {out_dir / 'conformance.md'}")
+    return 0
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="mmconf", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("cases", help="generate or verify the golden-case store")
+    p.add_argument("action", choices=["generate", "verify"])
+    p.set_defaults(fn=cmd_cases)
+
+    p = sub.add_parser("list", help="the backends found, with versions, devices, modes and dtypes")
+    p.add_argument("--backends", help="comma-separated backend names (default: all)")
+    p.add_argument("--timeout", type=float, default=300.0)
+    p.set_defaults(fn=cmd_list)
+
+    p = sub.add_parser("run", help="run the golden cases (and --cases files) through the backends")
+    p.add_argument("--backends", help="comma-separated backend names (default: all installed)")
+    p.add_argument("--cases", action="append", metavar="FILE", help="a case file (repeatable); "
+                   "replaces the golden cases unless --golden is given")
+    p.add_argument("--golden", action="store_true", help="with --cases: run the golden cases too")
+    p.add_argument("--devices", help="comma-separated devices, e.g. cpu,cuda (default: all found)")
+    p.add_argument("--modes", help="comma-separated modes (default: every mode of each backend)")
+    p.add_argument("--dtypes", help="comma-separated dtypes (default: all)")
+    p.add_argument("-k", help="comma-separated substrings of '<dtype>-<family>/<case>' to select")
+    p.add_argument("--json", help="where to write the results JSON (default: OUT/results.json)")
+    p.add_argument("--out", default="reports/latest", help="report directory (default: reports/latest)")
+    p.add_argument("--jobs", type=int, help="backends run at once (default: the number of CPUs)")
+    p.add_argument("--timeout", type=float, default=120.0, help="seconds a case may take (default 120)")
+    p.set_defaults(fn=cmd_run)
+
+    p = sub.add_parser("report", help="merge results JSON files (several machines) into one report")
+    p.add_argument("results", nargs="+")
+    p.add_argument("--out", default="reports/latest")
+    p.set_defaults(fn=cmd_report)
+
+    args = parser.parse_args(argv)
+    args.out_given = "--out" in (argv if argv is not None else sys.argv)
+    try:
+        return args.fn(args)
+    except CaseError as e:
+        print(f"mmconf: {e}", file=sys.stderr)
+        return 2

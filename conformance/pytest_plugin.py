@@ -1,0 +1,173 @@
+"""The conformance suite under pytest: one test per record, e.g.
+`test_value[torch-cpu-eager-float32-basic/2x3-p1-none]`.
+
+Markers: one per backend (`-m torch`) and one per check (`-m grad`); `-k` selects on the id.
+Each backend runs in its own worker process, under pytest-xdist too (every backend's tests form
+one xdist group, so a framework is loaded once per run). Expected deviations are strict xfails;
+entries that match no collected test are reported as stale at the end.
+
+Options: --mmconf-backends a,b (default: all registered), --mmconf-cases FILE (repeatable: more
+cases beside the golden ones), --mmconf-timeout SECONDS (per case, default 120).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+CHECKS = ("value", "grad", "error")
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("mmconf", "mmconf conformance suite")
+    group.addoption("--mmconf-backends", help="comma-separated backends to test (default: all)")
+    group.addoption("--mmconf-cases", action="append", default=[], help="an extra case file (repeatable)")
+    group.addoption("--mmconf-timeout", type=float, default=120.0, help="seconds a case may take")
+
+
+def _backend_names(config) -> list[str]:
+    from impls import registry
+
+    chosen = config.getoption("--mmconf-backends")
+    return [b.strip() for b in chosen.split(",")] if chosen else list(registry())
+
+
+def _describe_all(config) -> dict:
+    """Every backend's self-description, each from its own worker process, in parallel."""
+    from .runner import Session
+
+    session = Session(timeout=config.getoption("--mmconf-timeout"))
+    try:
+        with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
+            names = _backend_names(config)
+            return dict(zip(names, pool.map(session.describe, names)))
+    finally:
+        session.close()
+
+
+def pytest_configure(config):
+    from impls import registry
+
+    for name in registry():
+        config.addinivalue_line("markers", f"{name}: conformance records of the {name} backend")
+    for check in CHECKS:
+        config.addinivalue_line("markers", f"{check}: conformance records of the {check} check")
+    if hasattr(config, "workerinput"):  # an xdist worker: the controller described the backends
+        config._mmconf_descriptions = json.loads(config.workerinput["mmconf_descriptions"])
+    else:
+        config._mmconf_descriptions = None  # described lazily, on first use
+
+
+def pytest_configure_node(node):
+    """xdist hook: hand the controller's backend descriptions to each worker."""
+    node.workerinput["mmconf_descriptions"] = json.dumps(_descriptions(node.config))
+
+
+def _descriptions(config) -> dict:
+    if config._mmconf_descriptions is None:
+        config._mmconf_descriptions = _describe_all(config)
+    return config._mmconf_descriptions
+
+
+def _cases(config) -> dict:
+    if not hasattr(config, "_mmconf_cases"):
+        from .caseio import load_file, load_golden
+
+        cases = load_golden()
+        for path in config.getoption("--mmconf-cases"):
+            cases.extend(load_file(path))
+        config._mmconf_cases = {c.key: c for c in cases}
+    return config._mmconf_cases
+
+
+def _records(config):
+    """(backend, device, mode, case key, check, record id) for every record of the matrix."""
+    from .runner import checks_of, plan, record_id
+
+    cases = list(_cases(config).values())
+    for backend, desc in _descriptions(config).items():
+        if "missing" in desc:
+            continue
+        for device, mode, case in plan(desc, cases):
+            for check in checks_of(case):
+                yield backend, device, mode, case.key, check, record_id(backend, device, mode, case)
+
+
+def pytest_generate_tests(metafunc):
+    if "mmconf_record" not in metafunc.fixturenames:
+        return
+    from .deviations import Deviations
+
+    config = metafunc.config
+    check = metafunc.function.__name__.removeprefix("test_")
+    deviations = Deviations.load()
+    params = []
+    for backend, desc in _descriptions(config).items():
+        if "missing" in desc:
+            params.append(pytest.param(None, id=f"{backend}-missing", marks=[
+                getattr(pytest.mark, backend), pytest.mark.skip(reason=f"{backend}: {desc['missing']}")]))
+    for backend, device, mode, key, chk, rid in _records(config):
+        if chk != check:
+            continue
+        marks = [getattr(pytest.mark, backend), getattr(pytest.mark, check), pytest.mark.xdist_group(backend)]
+        entry = deviations.match({"backend": backend, "id": rid, "check": check})
+        if entry:
+            marks.append(pytest.mark.xfail(strict=True, reason=f"{entry.clause}: {entry.reason}"))
+        params.append(pytest.param((backend, device, mode, key), id=rid, marks=marks))
+    metafunc.parametrize("mmconf_record", params)
+
+
+class _SuiteSession:
+    """One runner session per pytest process; each case runs once for all of its checks."""
+
+    def __init__(self, config):
+        from .runner import Session
+
+        self.config = config
+        self.session = Session(timeout=config.getoption("--mmconf-timeout"))
+        self.session._descriptions.update(_descriptions(config))
+        self.results: dict = {}
+
+    def record(self, key, check: str) -> dict:
+        if key not in self.results:
+            backend, device, mode, case_key = key
+            case = _cases(self.config)[case_key]
+            self.results[key] = {r["check"]: r for r in self.session.run_case(backend, device, mode, case)}
+        return self.results[key][check]
+
+
+@pytest.fixture(scope="session")
+def mmconf_session(request):
+    s = _SuiteSession(request.config)
+    yield s
+    s.session.close()
+
+
+def judge(record: dict) -> None:
+    """Turn a record into a test outcome: pass, skip (unsupported) or fail with the details."""
+    verdict = record["verdict"]
+    if verdict == "pass":
+        return
+    if verdict == "unsupported":
+        pytest.skip(f"unsupported: {record['detail'][:200]}")
+    lines = [f"{verdict}: {record.get('detail', '')}", f"clauses: {', '.join(record['clauses'])}"]
+    for k in ("expected", "got", "at", "bound", "max_abs_err", "max_ulp", "raised"):
+        if k in record:
+            lines.append(f"{k}: {json.dumps(record[k])[:500]}")
+    pytest.fail("\n".join(lines), pytrace=False)
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    if hasattr(config, "workerinput") or config._mmconf_descriptions is None:
+        return
+    from .deviations import Deviations
+
+    records = [{"backend": b, "id": rid, "check": chk} for b, _, _, _, chk, rid in _records(config)]
+    stale = Deviations.load().stale(records)
+    if stale:
+        terminalreporter.section("mmconf: stale expected-deviation entries")
+        for e in stale:
+            terminalreporter.line(f"{e.backend}.toml: {e.id} ({e.check}, {e.clause}) matches no record")

@@ -1,0 +1,214 @@
+"""The runner: every case through every backend, device and mode, one record per check.
+
+A record is a plain dict (what results.json holds) keyed by its id,
+`<backend>-<device>-<mode>-<dtype>-<family>/<case>`, and its check (`value`, `grad` or `error`).
+Backends run in their worker processes (conformance.worker), several backends at a time; a crash
+or a hang costs the case it happened on, never the run.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from . import compare, spec
+from .caseio import Case
+from .deviations import Deviations
+from .worker import Worker, WorkerDied, pack, unpack
+
+VERDICTS = ("pass", "fail", "unsupported", "crash", "timeout")
+
+
+def record_id(backend: str, device: str, mode: str, case: Case) -> str:
+    return f"{backend}-{device}-{mode}-{case.dtype}-{case.id}"
+
+
+def checks_of(case: Case) -> tuple:
+    return ("error",) if case.error else ("value", "grad")
+
+
+def clauses_for(case: Case, check: str) -> list[str]:
+    """The clauses a check's verdict speaks for: gradient clauses for 'grad', the rest for 'value'."""
+    grad_clauses = [c for c in case.clauses if spec.section(c) == "MML-8"]
+    if check == "grad":
+        return grad_clauses or ["MML-8.1"]
+    if check == "value":
+        return [c for c in case.clauses if spec.section(c) != "MML-8"] or ["MML-2.1"]
+    return list(case.clauses)
+
+
+def request_for(case: Case, device: str, mode: str, grad: bool) -> dict:
+    """The worker request for one case: arrays in the case's dtypes, packed bit for bit."""
+    from impls.base import numpy_dtype
+
+    dt = numpy_dtype(case.dtype)
+    arrays = {"x": case.x.astype(dt), "target": np.asarray(case.target).astype(case.target_dtype)}
+    if case.weight is not None:
+        arrays["weight"] = case.weight.astype(dt)
+    if grad:
+        cot = case.cotangent if case.cotangent is not None else np.ones(case.problem().out_shape)
+        arrays["cotangent"] = np.asarray(cot).astype(dt)
+    return {"op": "run", "device": device, "mode": mode, "grad": grad, "p": case.p,
+            "margin": case.margin, "reduction": case.reduction, "legacy": case.legacy,
+            "arrays": {k: pack(v) for k, v in arrays.items()}}
+
+
+class Session:
+    """The worker processes of one run, started on first use, one lock each."""
+
+    def __init__(self, timeout: float = 120.0, log_dir: Path | None = None):
+        self.timeout, self.log_dir = timeout, log_dir
+        self._workers: dict[str, Worker] = {}
+        self._locks: dict[str, threading.Lock] = {}
+        self._descriptions: dict[str, dict] = {}
+        self._guard = threading.Lock()
+
+    def worker(self, backend: str) -> tuple[Worker, threading.Lock]:
+        with self._guard:
+            if backend not in self._workers:
+                self._workers[backend] = Worker(backend, timeout=self.timeout, log_dir=self.log_dir)
+                self._locks[backend] = threading.Lock()
+            return self._workers[backend], self._locks[backend]
+
+    def describe(self, backend: str) -> dict:
+        """The backend's self-description, or {'missing': reason} when it cannot be loaded."""
+        if backend not in self._descriptions:
+            w, lock = self.worker(backend)
+            with lock:
+                try:
+                    d = w.request({"op": "describe"})
+                except WorkerDied as e:
+                    d = {"missing": f"worker {e.kind} while loading: {e.detail}"}
+            self._descriptions[backend] = d
+        return self._descriptions[backend]
+
+    def ask(self, backend: str, req: dict) -> dict:
+        w, lock = self.worker(backend)
+        with lock:
+            try:
+                return w.request(req)
+            except WorkerDied as e:
+                return {"died": e.kind, "detail": e.detail}
+
+    def run_case(self, backend: str, device: str, mode: str, case: Case) -> list[dict]:
+        """Every check of one case on one backend/device/mode, as records."""
+        desc = self.describe(backend)
+        base = {"id": record_id(backend, device, mode, case), "case": case.id, "family": case.family,
+                "backend": backend, "device": device, "mode": mode, "dtype": case.dtype}
+
+        def rec(check: str, **fields) -> dict:
+            return {**base, "check": check, "clauses": clauses_for(case, check), **fields}
+
+        if case.dtype not in desc["dtypes"].get(device, []):
+            return [rec(c, verdict="unsupported", detail=f"{case.dtype} on {device} is not supported "
+                        "(declared by the adapter)") for c in checks_of(case)]
+        if case.error:
+            reply = self.ask(backend, request_for(case, device, mode, grad=False))
+            judge = lambda: compare.judge_error(case, reply, traced=mode in desc["traced_modes"])  # noqa: E731
+            return [rec("error", **_verdict_or(reply, judge, expect_raise=True))]
+        reply = self.ask(backend, request_for(case, device, mode, grad=True))
+        if "raised" in reply and not reply.get("unsupported"):
+            # the backward pass may be what failed: judge the forward pass on its own
+            forward = self.ask(backend, request_for(case, device, mode, grad=False))
+            value = _verdict_or(forward, lambda: compare.judge_value(case, unpack(forward["value"])))
+            grad = _verdict_or(reply, None)  # reports the exception
+            return [rec("value", **value), rec("grad", **grad)]
+        value = _verdict_or(reply, lambda: compare.judge_value(case, unpack(reply["value"])))
+        grad = _verdict_or(reply, lambda: compare.judge_grad(case, unpack(reply["grad"])))
+        return [rec("value", **value), rec("grad", **grad)]
+
+    def close(self) -> None:
+        for w in self._workers.values():
+            w.close()
+
+
+def _verdict_or(reply: dict, judge, expect_raise: bool = False) -> dict:
+    """The judge's verdict, or what the reply says instead: a crash, a timeout, a capability gap,
+    an exception where a result was due, or a modified argument (MML-1.7)."""
+    if "died" in reply:
+        return {"verdict": reply["died"], "detail": reply["detail"]}
+    if "protocol_error" in reply:
+        return {"verdict": "fail", "detail": f"the worker could not run the case: {reply['protocol_error']}"}
+    if reply.get("unsupported"):
+        return {"verdict": "unsupported", "detail": reply["unsupported"], "raised": reply["raised"]}
+    if "raised" in reply and not expect_raise:
+        r = reply["raised"]
+        return {"verdict": "fail", "detail": f"raised {r['type']}: {r['message'][:300]}", "raised": r}
+    out = judge()
+    if reply.get("mutated"):
+        out.update(verdict="fail", mutated=reply["mutated"],
+                   detail=f"modified its argument(s) {', '.join(reply['mutated'])} (MML-1.7)")
+    return out
+
+
+# --- a whole run ----------------------------------------------------------------------------------
+
+
+def environment() -> dict:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "cpu": cpu,
+        "cpu_count": os.cpu_count(),
+        "numpy": np.__version__,
+    }
+
+
+def plan(desc: dict, cases: list[Case], devices=None, modes=None) -> list[tuple[str, str, Case]]:
+    """The (device, mode, case) triples a backend runs: the filters intersect its own lists."""
+    return [(d, m, c) for d in desc["devices"] if not devices or d in devices
+            for m in desc["modes"] if not modes or m in modes for c in cases]
+
+
+def run(backends: list[str], cases: list[Case], devices=None, modes=None, jobs: int | None = None,
+        timeout: float = 120.0, log_dir: Path | None = None, progress=None) -> dict:
+    """Run and judge; returns the results document (what results.json holds)."""
+    jobs = jobs or min(len(backends), os.cpu_count() or 1) or 1
+    session = Session(timeout=timeout, log_dir=log_dir)
+    records: list[dict] = []
+    descriptions: dict[str, dict] = {}
+    lock = threading.Lock()
+
+    def one_backend(backend: str) -> None:
+        desc = session.describe(backend)
+        descriptions[backend] = desc
+        if "missing" in desc:
+            return
+        work = plan(desc, cases, devices, modes)
+        for k, (device, mode, case) in enumerate(work):
+            out = session.run_case(backend, device, mode, case)
+            with lock:
+                records.extend(out)
+                if progress:
+                    progress(backend, k + 1, len(work))
+        session.worker(backend)[0].close()
+
+    try:
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
+            for f in [pool.submit(one_backend, b) for b in backends]:
+                f.result()
+    finally:
+        session.close()
+    records.sort(key=lambda r: (r["backend"], r["device"], r["mode"], r["dtype"], r["case"], r["check"]))
+    deviations = Deviations.load()
+    deviations.annotate(records)
+    return {
+        "environment": environment(),
+        "backends": {b: descriptions.get(b, {"missing": "not run"}) for b in backends},
+        "records": records,
+        "stale_deviations": [vars(e) for e in deviations.stale(records)],
+    }

@@ -1,0 +1,232 @@
+"""Backend worker processes: the child's loop and the parent's handle on it.
+
+Every backend runs in a process of its own (`python -m conformance.worker BACKEND`): frameworks
+whose native libraries clash never meet, and a backend that segfaults, aborts or hangs takes down
+only its worker. Requests and replies are JSON lines on the child's stdin and a private copy of
+its stdout (stray prints of the frameworks go to stderr, which the parent logs). Arrays travel as
+base64 of their raw bytes, so every bit, NaN payloads included, arrives as sent. No pickle.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+import numpy as np
+
+# --- arrays on the wire ---------------------------------------------------------------------------
+
+
+def pack(a) -> dict:
+    a = np.asarray(a)  # (not ascontiguousarray: it turns 0-d arrays into 1-d ones)
+    return {"dtype": a.dtype.name, "shape": list(a.shape), "data": base64.b64encode(a.tobytes()).decode()}
+
+
+def unpack(d: dict) -> np.ndarray:
+    from impls.base import numpy_dtype
+
+    raw = base64.b64decode(d["data"])
+    return np.frombuffer(raw, dtype=numpy_dtype(d["dtype"])).reshape(d["shape"]).copy()
+
+
+# --- the child ------------------------------------------------------------------------------------
+
+
+def make_backend(spec: str):
+    """A backend from its registry name, or from 'check:FRAMEWORK:MODULE:CALLABLE' for mmconf check."""
+    if spec.startswith("check:"):
+        from impls.checked import checked_backend
+
+        _, framework, target = spec.split(":", 2)
+        return checked_backend(framework, target)
+    from impls import load_backend
+
+    return load_backend(spec)
+
+
+def call_from_request(req: dict):
+    from impls.base import Call
+
+    arrays = {k: unpack(v) for k, v in req["arrays"].items()}
+    return Call(x=arrays["x"], target=arrays["target"], p=req["p"], margin=req["margin"],
+                weight=arrays.get("weight"), reduction=req["reduction"], legacy=req.get("legacy"),
+                cotangent=arrays.get("cotangent"))
+
+
+def _exception(exc: BaseException) -> dict:
+    return {"type": type(exc).__name__, "message": str(exc).strip()[:2000]}
+
+
+def _handle(backend, req: dict) -> dict:
+    op = req.get("op")
+    if op == "describe":
+        return backend.describe()
+    if op != "run":
+        return {"protocol_error": f"unknown op {op!r}"}
+    call = call_from_request(req)
+    before = {k: v.tobytes() for k, v in call.arrays().items()}
+    try:
+        out = backend.run(call, req["device"], req["mode"], req["grad"])
+        reply = {"value": pack(_as_array(out.value, "value"))}
+        if req["grad"]:
+            reply["grad"] = pack(_as_array(out.grad, "gradient"))
+    except Exception as exc:  # the backend's exception is data (MML-10), never the worker's death
+        reply = {"raised": _exception(exc),
+                 "unsupported": backend.unsupported(exc, call, req["device"], req["mode"])}
+    mutated = [k for k, v in call.arrays().items() if v.tobytes() != before[k]]
+    if mutated:
+        reply["mutated"] = mutated  # MML-1.7
+    return reply
+
+
+class BadOutput(TypeError):
+    """The implementation returned something that is not an array."""
+
+
+def _as_array(v, what: str) -> np.ndarray:
+    if not isinstance(v, np.ndarray):
+        raise BadOutput(f"the {what} is {type(v).__name__}, not an array")
+    return v
+
+
+def serve(spec: str) -> None:
+    proto = os.fdopen(os.dup(1), "w", buffering=1, encoding="utf-8")
+    os.dup2(2, 1)  # whatever the frameworks print goes to stderr, not into the protocol
+    sys.stdout = sys.stderr
+    try:
+        backend = make_backend(spec)
+        backend.load()
+        ready = {"ready": True}
+    except BaseException as exc:  # a missing or broken framework is reported, not a crash
+        ready = {"missing": f"{type(exc).__name__}: {exc}".strip()}
+        backend = None
+    proto.write(json.dumps(ready) + "\n")
+    for line in sys.stdin:
+        if backend is None:
+            break
+        req = json.loads(line)
+        try:
+            reply = _handle(backend, req)
+        except Exception as exc:
+            reply = {"protocol_error": "".join(traceback.format_exception(exc))[-2000:]}
+        proto.write(json.dumps(reply) + "\n")
+
+
+# --- the parent -----------------------------------------------------------------------------------
+
+
+class WorkerDied(RuntimeError):
+    def __init__(self, kind: str, detail: str):
+        super().__init__(f"{kind}: {detail}")
+        self.kind, self.detail = kind, detail  # kind: 'crash' or 'timeout'
+
+
+class Worker:
+    """A handle on one backend's worker process; restarted after a crash or a timeout."""
+
+    def __init__(self, spec: str, timeout: float = 120.0, start_timeout: float = 300.0,
+                 log_dir: Path | None = None):
+        self.spec, self.timeout, self.start_timeout = spec, timeout, start_timeout
+        self.log_dir = Path(log_dir) if log_dir else Path(tempfile.gettempdir())
+        self.proc: subprocess.Popen | None = None
+        self.missing: str | None = None
+        self._buf = b""
+        self.restarts = 0
+
+    @property
+    def log_path(self) -> Path:
+        return self.log_dir / f"worker-{self.spec.replace(':', '_').replace('/', '_')}.log"
+
+    def start(self) -> None:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "ab")
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "conformance.worker", self.spec],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, env=env, start_new_session=True,
+        )
+        log.close()
+        self._buf = b""
+        hello = self._read(self.start_timeout)
+        self.missing = hello.get("missing")
+
+    def request(self, req: dict, timeout: float | None = None) -> dict:
+        if not self.missing and (self.proc is None or self.proc.poll() is not None):
+            if self.proc is not None:
+                self.restarts += 1
+            self.start()
+        if self.missing:
+            return {"missing": self.missing}
+        try:
+            self.proc.stdin.write((json.dumps(req) + "\n").encode())
+            self.proc.stdin.flush()
+        except (BrokenPipeError, OSError):
+            pass  # the read below reports how the process died
+        return self._read(self.timeout if timeout is None else timeout)
+
+    def _read(self, timeout: float) -> dict:
+        deadline = time.monotonic() + timeout
+        sel = selectors.DefaultSelector()
+        sel.register(self.proc.stdout, selectors.EVENT_READ)
+        try:
+            while b"\n" not in self._buf:
+                left = deadline - time.monotonic()
+                if left <= 0 or not sel.select(left):
+                    self.kill()
+                    raise WorkerDied("timeout", f"no answer within {timeout:g} s; worker killed")
+                chunk = os.read(self.proc.stdout.fileno(), 1 << 20)
+                if not chunk:
+                    raise WorkerDied("crash", self._death())
+                self._buf += chunk
+        finally:
+            sel.close()
+        line, self._buf = self._buf.split(b"\n", 1)
+        return json.loads(line)
+
+    def _death(self) -> str:
+        try:
+            code = self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            code = self.proc.returncode
+        if code is not None and code < 0:
+            how = f"killed by signal {signal.Signals(-code).name}"
+        else:
+            how = f"exited with status {code}"
+        tail = ""
+        try:
+            tail = self.log_path.read_text(errors="replace").strip().splitlines()[-3:]
+            tail = " | ".join(tail)
+        except OSError:
+            pass
+        return f"worker {how}" + (f"; stderr: {tail[-500:]}" if tail else "")
+
+    def kill(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.proc.wait()
+
+    def close(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            try:
+                self.proc.stdin.close()
+                self.proc.wait(timeout=10)
+            except (OSError, subprocess.TimeoutExpired):
+                self.kill()
+        self.proc = None
+
+
+if __name__ == "__main__":
+    serve(sys.argv[1])
