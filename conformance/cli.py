@@ -158,6 +158,64 @@ def cmd_run(args) -> int:
     return 0 if report.conforms(doc) else 1
 
 
+def cmd_check(args) -> int:
+    """Every golden case (and --cases files) against a user's callable; exit 0 only if it conforms."""
+    from collections import Counter
+
+    from . import report
+    from .runner import run
+
+    try:
+        from impls.checked import adapter_class
+
+        adapter_class(args.framework)
+    except ValueError as e:
+        print(f"mmconf check: {e}", file=sys.stderr)
+        return 2
+    if ":" not in args.callable:
+        print(f"mmconf check: expected MODULE:CALLABLE, got {args.callable!r}", file=sys.stderr)
+        return 2
+    spec_name = f"check:{args.framework}:{args.callable}"
+    cases = _select_cases(args)
+    doc = run([spec_name], cases, devices=_split(args.devices), modes=_split(args.modes), jobs=1,
+              timeout=args.timeout, log_dir=Path(tempfile.gettempdir()) / "mmconf-check", progress=_progress())
+    if args.json:
+        report.write_results(doc, Path(args.json))
+    desc = doc["backends"][spec_name]
+    if "missing" in desc:
+        print(f"mmconf check: cannot load {args.callable} with the {args.framework} adapter: {desc['missing']}",
+              file=sys.stderr)
+        return 2
+    records = doc["records"]
+    table: dict = {}
+    for r in records:
+        table.setdefault((r["mode"], r["device"], r["dtype"]), Counter())[r["verdict"]] += 1
+    rows = [[m, d, dt, c["pass"], c["fail"] + c["crash"] + c["timeout"], c["unsupported"]]
+            for (m, d, dt), c in sorted(table.items())]
+    print(f"mmconf check {args.callable} ({args.framework} adapter): {len(cases)} cases")
+    _print_table(["mode", "device", "dtype", "pass", "fail", "unsupported"], rows)
+    failing = [r for r in records if r["verdict"] in report.FAILING]
+    unsupported = sorted({f"{r['dtype']} {r['check']} ({r['mode']}, {r['device']}): {r['detail'][:80]}"
+                          for r in records if r["verdict"] == "unsupported"})
+    if unsupported:
+        print(f"\nunsupported (capability gaps, not failures): {len(unsupported)} kinds")
+        for line in unsupported[:10]:
+            print(f"  {line}")
+    if failing:
+        print(f"\nfailures ({len(failing)}):")
+        for r in failing[: args.show]:
+            where = f"{r['dtype']}-{r['case']} [{r['check']}, {r['mode']}]"
+            print(f"  {where} {', '.join(r['clauses'])}: {r['detail'][:120]}")
+        if len(failing) > args.show:
+            print(f"  ... {len(failing) - args.show} more (--show N, or --json PATH for all)")
+        clauses = Counter(c for r in failing for c in r["clauses"])
+        print("\nclauses broken: " + ", ".join(f"{c} ({n})" for c, n in clauses.most_common()))
+        print("verdict: DOES NOT CONFORM")
+        return 1
+    print("\nverdict: CONFORMS")
+    return 0
+
+
 def cmd_report(args) -> int:
     from . import report
 
@@ -203,6 +261,21 @@ def main(argv=None) -> int:
     p.add_argument("--jobs", type=int, help="backends run at once (default: the number of CPUs)")
     p.add_argument("--timeout", type=float, default=120.0, help="seconds a case may take (default 120)")
     p.set_defaults(fn=cmd_run)
+
+    p = sub.add_parser("check", help="check your own kernel (MODULE:CALLABLE) against every golden case")
+    p.add_argument("callable", metavar="MODULE:CALLABLE")
+    p.add_argument("--framework", default="torch", help="torch, jax, tensorflow or numpy (default torch)")
+    p.add_argument("--cases", action="append", metavar="FILE", help="a case file (repeatable); "
+                   "replaces the golden cases unless --golden is given")
+    p.add_argument("--golden", action="store_true", help="with --cases: run the golden cases too")
+    p.add_argument("--devices", help="comma-separated devices (default: all the framework finds)")
+    p.add_argument("--modes", help="comma-separated modes (default: every mode of the adapter)")
+    p.add_argument("--dtypes", help="comma-separated dtypes (default: all)")
+    p.add_argument("-k", help="comma-separated substrings of '<dtype>-<family>/<case>' to select")
+    p.add_argument("--json", help="write every record to this results JSON")
+    p.add_argument("--show", type=int, default=25, help="failures to list (default 25)")
+    p.add_argument("--timeout", type=float, default=120.0, help="seconds a case may take (default 120)")
+    p.set_defaults(fn=cmd_check)
 
     p = sub.add_parser("report", help="merge results JSON files (several machines) into one report")
     p.add_argument("results", nargs="+")

@@ -43,20 +43,28 @@ def clauses_for(case: Case, check: str) -> list[str]:
     return list(case.clauses)
 
 
-def request_for(case: Case, device: str, mode: str, grad: bool) -> dict:
-    """The worker request for one case: arrays in the case's dtypes, packed bit for bit."""
-    from impls.base import numpy_dtype
+def call_for(case: Case, grad: bool):
+    """The call a backend receives for a case: arrays in the case's dtypes (impls.base.Call)."""
+    from impls.base import Call, numpy_dtype
 
     dt = numpy_dtype(case.dtype)
-    arrays = {"x": case.x.astype(dt), "target": np.asarray(case.target).astype(case.target_dtype)}
-    if case.weight is not None:
-        arrays["weight"] = case.weight.astype(dt)
+    cot = None
     if grad:
         cot = case.cotangent if case.cotangent is not None else np.ones(case.problem().out_shape)
-        arrays["cotangent"] = np.asarray(cot).astype(dt)
-    return {"op": "run", "device": device, "mode": mode, "grad": grad, "p": case.p,
-            "margin": case.margin, "reduction": case.reduction, "legacy": case.legacy,
-            "arrays": {k: pack(v) for k, v in arrays.items()}}
+        cot = np.asarray(cot).astype(dt)
+    return Call(x=case.x.astype(dt), target=np.asarray(case.target).astype(case.target_dtype), p=case.p,
+                margin=case.margin, weight=None if case.weight is None else case.weight.astype(dt),
+                reduction=case.reduction, legacy=case.legacy, cotangent=cot)
+
+
+def request_for(case: Case, device: str, mode: str, grad: bool) -> dict:
+    """The worker request for one case, its arrays packed bit for bit."""
+    call = call_for(case, grad)
+    arrays = call.arrays()
+    if call.cotangent is not None:
+        arrays["cotangent"] = call.cotangent
+    return {"op": "run", "device": device, "mode": mode, "grad": grad, "p": call.p, "margin": call.margin,
+            "reduction": call.reduction, "legacy": call.legacy, "arrays": {k: pack(v) for k, v in arrays.items()}}
 
 
 class Session:
@@ -67,6 +75,7 @@ class Session:
         self._workers: dict[str, Worker] = {}
         self._locks: dict[str, threading.Lock] = {}
         self._descriptions: dict[str, dict] = {}
+        self._adapters: dict = {}
         self._guard = threading.Lock()
 
     def worker(self, backend: str) -> tuple[Worker, threading.Lock]:
@@ -97,7 +106,27 @@ class Session:
                 return {"died": e.kind, "detail": e.detail}
 
     def run_case(self, backend: str, device: str, mode: str, case: Case) -> list[dict]:
-        """Every check of one case on one backend/device/mode, as records."""
+        """Every check of one case on one backend/device/mode, as records; failing records carry
+        a repro in the backend's own framework."""
+        records = self._run_case(backend, device, mode, case)
+        for r in records:
+            if r["verdict"] in ("fail", "crash", "timeout"):
+                r["repro"] = self.repro(backend, device, mode, case, r["check"])
+        return records
+
+    def repro(self, backend: str, device: str, mode: str, case: Case, check: str) -> str:
+        from impls.base import literals
+
+        from .worker import make_backend
+
+        if backend not in self._adapters:
+            self._adapters[backend] = make_backend(backend)  # framework-free until load()
+        try:
+            return self._adapters[backend].repro(literals(call_for(case, check == "grad")), device, mode, check)
+        except Exception as e:  # a repro is a courtesy; never let it cost the record
+            return f"# no repro: {type(e).__name__}: {e}"
+
+    def _run_case(self, backend: str, device: str, mode: str, case: Case) -> list[dict]:
         desc = self.describe(backend)
         base = {"id": record_id(backend, device, mode, case), "case": case.id, "family": case.family,
                 "backend": backend, "device": device, "mode": mode, "dtype": case.dtype}
@@ -113,8 +142,8 @@ class Session:
             judge = lambda: compare.judge_error(case, reply, traced=mode in desc["traced_modes"])  # noqa: E731
             return [rec("error", **_verdict_or(reply, judge, expect_raise=True))]
         reply = self.ask(backend, request_for(case, device, mode, grad=True))
-        if "raised" in reply and not reply.get("unsupported"):
-            # the backward pass may be what failed: judge the forward pass on its own
+        if "raised" in reply:
+            # the backward pass may be what failed or is missing: judge the forward pass on its own
             forward = self.ask(backend, request_for(case, device, mode, grad=False))
             value = _verdict_or(forward, lambda: compare.judge_value(case, unpack(forward["value"])))
             grad = _verdict_or(reply, None)  # reports the exception

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
+import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,7 +40,7 @@ class Call:
     weight: np.ndarray | None
     reduction: str
     legacy: dict | None = None  # {"size_average": ..., "reduce": ...}: pass these, not reduction
-    cotangent: np.ndarray | None = None
+    cotangent: np.ndarray | None = None  # the output's shape and dtype; set whenever a gradient is asked
 
     @property
     def dtype(self) -> str:
@@ -60,6 +62,10 @@ class Call:
         return out
 
 
+class NoBackward(NotImplementedError):
+    """The implementation under test has no gradient (a plain NumPy kernel, say)."""
+
+
 @dataclass
 class Output:
     value: np.ndarray
@@ -67,7 +73,13 @@ class Output:
 
 
 class Backend:
-    """Base class of the adapters. Subclasses set the class attributes and implement the methods."""
+    """Base class of the adapters. Subclasses set the class attributes and implement the methods.
+
+    `fn` is the implementation under test, a callable with F.multi_margin_loss's signature in the
+    adapter's framework; None means the backend's own (resolved in `load()`). `mmconf check` builds
+    a framework's adapter around a user's callable this way. `fn_import` and `fn_expr` are the
+    source text that imports and names it, for repros.
+    """
 
     name = ""  # registry name: 'numpy', 'torch', ...
     module = ""  # the import name of the framework, checked without importing it
@@ -76,6 +88,11 @@ class Backend:
     traced_modes: tuple = ()  # modes that cannot raise on values (MML-10.9)
     ours = False  # our own implementation of the spec (also checked by finite differences)
     description = ""
+    fn_import = ""
+    fn_expr = ""
+
+    def __init__(self, fn: Callable | None = None):
+        self.fn = fn
 
     # --- cheap, in the harness process: no framework import ---
     def installed(self) -> bool:
@@ -86,6 +103,14 @@ class Backend:
             return importlib.metadata.version(self.distribution or self.module)
         except importlib.metadata.PackageNotFoundError:
             return None
+
+    def repro(self, lit: dict, device: str, mode: str, check: str) -> str:
+        """Self-contained source, in the framework's own code, that reproduces one call.
+
+        `lit` holds source literals (see `literals`): x, target, weight, cotangent, p, margin,
+        reduction, legacy, dtype, target_dtype.
+        """
+        return ""
 
     # --- in the worker process ---
     def load(self) -> None:
@@ -103,9 +128,15 @@ class Backend:
     def run(self, call: Call, device: str, mode: str, grad: bool) -> Output:
         raise NotImplementedError
 
+    def prepare(self, call: Call, device: str, mode: str, grad: bool) -> Callable[[], None]:
+        """For the benchmark: a zero-argument callable that computes the loss (and, with `grad`,
+        the input gradient, without accumulating it anywhere) on inputs already on `device`, and
+        returns only when every output is ready. Its first call may compile or trace."""
+        raise NotImplementedError
+
     def unsupported(self, exc: BaseException, call: Call, device: str, mode: str) -> str | None:
         """A reason if `exc` says the dtype, device or argument kind is not implemented."""
-        return None
+        return str(exc) if isinstance(exc, NoBackward) else None
 
     def describe(self) -> dict:
         devices = self.devices()
@@ -119,3 +150,46 @@ class Backend:
             "ours": self.ours,
             "description": self.description,
         }
+
+
+# --- source literals for repros -------------------------------------------------------------------
+
+
+def py_literal(a) -> str:
+    """Python source for an array's values: nested lists, exact floats (repr round-trips),
+    float('nan') and float('inf') for the special values."""
+    a = np.asarray(a)
+    if a.ndim == 0:
+        v = a.item()
+        if isinstance(v, float) and not math.isfinite(v):
+            return f"float('{v}')"
+        return repr(v)
+    return "[" + ", ".join(py_literal(row) for row in a) + "]"
+
+
+def literals(call: Call) -> dict:
+    """The literals `Backend.repro` formats, from a call (arrays in float64 / int64 text)."""
+    return {
+        "x": py_literal(np.asarray(call.x, dtype=np.float64)),
+        "target": py_literal(np.asarray(call.target).astype(np.float64 if call.target.dtype.kind == "f" else np.int64)),
+        "weight": None if call.weight is None else py_literal(np.asarray(call.weight, dtype=np.float64)),
+        "cotangent": None if call.cotangent is None else py_literal(np.asarray(call.cotangent, dtype=np.float64)),
+        "p": repr(call.p),
+        "margin": py_literal(np.float64(call.margin)),
+        "reduction": repr(call.reduction),
+        "legacy": call.legacy,
+        "dtype": call.dtype,
+        "target_dtype": call.target.dtype.name,
+    }
+
+
+def kwargs_source(lit: dict, weight_name: str | None = "weight") -> str:
+    """`p=2, margin=1.0, weight=weight, reduction='none'` (or the legacy arguments)."""
+    parts = [f"p={lit['p']}", f"margin={lit['margin']}"]
+    if lit["weight"] is not None and weight_name:
+        parts.append(f"weight={weight_name}")
+    if lit["legacy"] is not None:
+        parts += [f"{k}={v!r}" for k, v in lit["legacy"].items() if v is not None]
+    else:
+        parts.append(f"reduction={lit['reduction']}")
+    return ", ".join(parts)

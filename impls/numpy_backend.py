@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._checks import check_args, legacy_reduction, target_range_error
-from .base import Backend, Call, Output
+from .base import Backend, Call, NoBackward, Output, kwargs_source
 
 
 def _compute_dtype(dtype: np.dtype) -> np.dtype:
@@ -88,15 +88,51 @@ def multi_margin_loss_backward(cotangent, input, target, p=1, margin=1.0, weight
 
 
 class NumpyBackend(Backend):
+    """NumPy arrays in, NumPy arrays out. A checked NumPy kernel may come with a backward function
+    (`backward(cotangent, input, target, **kwargs)`); without one its gradient is unsupported."""
+
     name = "numpy"
     module = distribution = "numpy"
     ours = True
     description = "our vectorised NumPy implementation (impls/numpy_backend.py)"
+    fn_import = "from impls.numpy_backend import multi_margin_loss, multi_margin_loss_backward"
+    fn_expr = "multi_margin_loss"
+    backward_expr = "multi_margin_loss_backward"
+
+    def __init__(self, fn=None, backward=None):
+        super().__init__(fn)
+        self.backward = backward
+
+    def load(self) -> None:
+        if self.fn is None:
+            self.fn, self.backward = multi_margin_loss, multi_margin_loss_backward
+
+    def _grad(self, call: Call):
+        if self.backward is None:
+            raise NoBackward("this NumPy kernel has no backward function")
+        return self.backward(call.cotangent, call.x, call.target, **call.kwargs())
 
     def run(self, call: Call, device: str, mode: str, grad: bool) -> Output:
+        value = self.fn(call.x, call.target, **call.kwargs())
+        return Output(value, self._grad(call) if grad else None)
+
+    def prepare(self, call: Call, device: str, mode: str, grad: bool):
         kw = call.kwargs()
-        value = multi_margin_loss(call.x, call.target, **kw)
-        if not grad:
-            return Output(value)
-        cot = np.ones((), call.x.dtype) if call.cotangent is None else call.cotangent
-        return Output(value, multi_margin_loss_backward(cot, call.x, call.target, **kw))
+        if grad:
+            return lambda: (self.fn(call.x, call.target, **kw), self._grad(call))
+        return lambda: self.fn(call.x, call.target, **kw)
+
+    def repro(self, lit: dict, device: str, mode: str, check: str) -> str:
+        dt = "ml_dtypes.bfloat16" if lit["dtype"] == "bfloat16" else f"np.{lit['dtype']}"
+        lines = ["import numpy as np"] + (["import ml_dtypes"] if lit["dtype"] == "bfloat16" else [])
+        lines += [self.fn_import,
+                  f"x = np.array({lit['x']}, dtype={dt})",
+                  f"target = np.array({lit['target']}, dtype=np.{lit['target_dtype']})"]
+        if lit["weight"] is not None:
+            lines.append(f"weight = np.array({lit['weight']}, dtype={dt})")
+        kw = kwargs_source(lit)
+        lines.append(f"print({self.fn_expr}(x, target, {kw}))")
+        if check == "grad":
+            lines.append(f"cotangent = np.array({lit['cotangent']}, dtype={dt})")
+            lines.append(f"print({self.backward_expr}(cotangent, x, target, {kw}))")
+        return "\n".join(lines)

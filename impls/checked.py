@@ -1,0 +1,64 @@
+"""`mmconf check`: a user's callable behind its framework's adapter.
+
+The callable has F.multi_margin_loss's signature, (input, target, p=1, margin=1.0, weight=None,
+size_average=None, reduce=None, reduction='mean'), and takes and returns its framework's arrays.
+For NumPy, which has no autograd, a function named `<callable>_backward` beside it (signature
+`(cotangent, input, target, **same keyword arguments)`) gives the gradient, if it exists.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+# framework name -> the adapter class that runs a callable of that framework
+FRAMEWORKS = {
+    "numpy": "impls.numpy_backend:NumpyBackend",
+}
+
+
+def resolve(target: str):
+    """'package.module:callable' -> the callable, imported."""
+    module, sep, attr = target.partition(":")
+    if not sep or not module or not attr:
+        raise ValueError(f"expected MODULE:CALLABLE, got {target!r}")
+    obj = importlib.import_module(module)
+    for part in attr.split("."):
+        obj = getattr(obj, part)
+    if not callable(obj):
+        raise TypeError(f"{target} is not callable")
+    return obj
+
+
+def adapter_class(framework: str):
+    if framework not in FRAMEWORKS:
+        raise ValueError(f"unknown framework {framework!r}; expected one of {', '.join(FRAMEWORKS)}")
+    module, _, cls = FRAMEWORKS[framework].partition(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+def checked_backend(framework: str, target: str):
+    """The adapter of `framework` around the callable named by `target` ('module:callable').
+
+    The callable is imported by `load()`, in the worker process; the harness process only uses
+    the adapter's framework-free parts (repros).
+    """
+    cls = adapter_class(framework)
+    module, _, attr = target.partition(":")
+
+    class Checked(cls):
+        name = f"check:{framework}:{target}"
+        ours = True  # a kernel under development gets the finite-difference check too
+        description = f"{target} (checked with the {framework} adapter)"
+        fn_import = f"from {module} import {attr.split('.')[0]}"
+        fn_expr = attr
+        backward_expr = f"{attr}_backward"
+
+        def load(self):
+            cls.load(self)  # configures the framework (threads, x64, ...)
+            self.fn = resolve(target)
+            if framework == "numpy":
+                mod = importlib.import_module(module)
+                self.backward = getattr(mod, f"{attr}_backward", None)
+
+    Checked.__name__ = f"Checked{cls.__name__}"
+    return Checked()
