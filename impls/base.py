@@ -134,6 +134,15 @@ class Backend:
         returns only when every output is ready. Its first call may compile or trace."""
         raise NotImplementedError
 
+    def peak_memory(self, device: str) -> int | None:
+        """Bytes of device memory at the peak since the last reset, where the framework tells
+        (CUDA allocators do); None where it does not (the benchmark then watches the process's
+        resident memory)."""
+        return None
+
+    def reset_peak_memory(self, device: str) -> None:
+        pass
+
     def unsupported(self, exc: BaseException, call: Call, device: str, mode: str) -> str | None:
         """A reason if `exc` says the dtype, device or argument kind is not implemented."""
         return str(exc) if isinstance(exc, NoBackward) else None
