@@ -17,11 +17,12 @@ from pathlib import Path
 
 import numpy as np
 
-from conformance.caseio import GENERATOR_VERSION, MANIFEST, Case, dumps, sha256, write_atomic
+from conformance.caseio import GENERATOR_VERSION, MANIFEST, Case, default_cotangent, dumps, sha256, write_atomic
 from conformance.floats import DTYPES, round_array
 from conformance.spec import legacy_reduction
 
 FAMILIES: dict = {}
+REGRESSIONS = Path(__file__).with_name("regressions.json")
 LOW = ("float16", "bfloat16")
 
 
@@ -47,7 +48,7 @@ class Family:
             kw["weight"] = round_array(np.asarray(kw["weight"], dtype=np.float64), dtype)
         target = np.asarray(target, dtype=np.float64 if kw.get("target_dtype") == "float32" else np.int64)
         if kw.get("reduction", "mean") == "none" and "cotangent" not in kw and error is None:
-            kw["cotangent"] = cotangent(np.shape(target))
+            kw["cotangent"] = default_cotangent(np.shape(target))
         case = Case(id=f"{self.name}/{name}", dtype=dtype, x=x, target=target,
                     clauses=tuple(dict.fromkeys([*self.clauses, *clauses])), doc=doc, error=error, **kw)
         case.with_expectation()
@@ -60,14 +61,6 @@ class Family:
 
     def targets(self, n: int, C: int) -> np.ndarray:
         return self.rng.randint(0, C, size=n)
-
-
-def cotangent(shape) -> np.ndarray:
-    """A fixed cotangent for reduction 'none': small dyadic values, exact in every dtype, of both
-    signs, so that a backward pass that ignores or misplaces it is caught."""
-    pattern = np.array([1.0, -0.5, 2.0, 0.75, -1.25, 0.5])
-    n = int(np.prod(shape))
-    return np.resize(pattern, n).reshape(shape)
 
 
 # --- families -------------------------------------------------------------------------------------
@@ -297,6 +290,16 @@ def invalid(f: Family):
         bad("reduction-unknown", "reduction", "MML-10.6", reduction="average")
         bad("no-classes", "no_classes", "MML-10.7", x=np.zeros((2, 0)))
         bad("float-target", "target_dtype", "MML-10.8", target_dtype="float32")
+
+
+@family([], "Cases that fuzzing found (cases/regressions.json, in the bring-your-own format).")
+def regressions(f: Family):
+    from conformance.caseio import load_file
+
+    for case in load_file(REGRESSIONS):
+        if not case.id.startswith("regressions/"):
+            raise ValueError(f"{REGRESSIONS}: case ids must start with 'regressions/', got {case.id!r}")
+        f.cases.append(case)
 
 
 # --- the store ------------------------------------------------------------------------------------

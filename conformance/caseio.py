@@ -25,6 +25,13 @@ GENERATOR_VERSION = "1"
 TARGET_DTYPES = ("int64", "int32", "float32")
 
 
+def default_cotangent(shape) -> np.ndarray:
+    """The golden cases' cotangent for reduction 'none': small dyadic values, exact in every dtype,
+    of both signs, so that a backward pass that ignores or misplaces it is caught."""
+    pattern = np.array([1.0, -0.5, 2.0, 0.75, -1.25, 0.5])
+    return np.resize(pattern, int(np.prod(shape))).reshape(shape)
+
+
 class CaseError(ValueError):
     """A malformed case or case file. The message names the file, the case and the field."""
 
@@ -58,6 +65,34 @@ class Case:
     @property
     def size(self) -> int:
         return int(np.size(self.x))
+
+    @property
+    def features(self) -> set[str]:
+        """What kind of input this is, for matching deviations that the golden ids cannot name
+        (fuzzed cases): dtype, p, reduction, nan, inf, empty, unbatched, one_class, weight,
+        negative_weight, zero_weight, margin_nonpositive, kink, near_kink, int32, legacy,
+        invalid:<kind>."""
+        f = {self.dtype, f"p{self.p}", self.reduction}
+        arrays = [np.asarray(self.x, dtype=np.float64).ravel(), np.array([self.margin])]
+        if self.weight is not None:
+            arrays.append(self.weight)
+            f.add("weight")
+            f |= {"negative_weight"} if (self.weight < 0).any() else set()
+            f |= {"zero_weight"} if (self.weight == 0).any() else set()
+        values = np.concatenate(arrays)
+        f |= {"nan"} if np.isnan(values).any() else set()
+        f |= {"inf"} if np.isinf(values).any() else set()
+        f |= {"margin_nonpositive"} if self.margin <= 0 else set()
+        shape = np.shape(self.x)
+        f |= {"unbatched"} if len(shape) == 1 else set()
+        f |= {"empty"} if len(shape) == 2 and shape[0] == 0 else set()
+        f |= {"one_class"} if shape and shape[-1] == 1 else set()
+        if self.expect is not None and self.expect.kinks:
+            f.add("kink" if any(k[2] for k in self.expect.kinks) else "near_kink")
+        f |= {self.target_dtype} if self.target_dtype != "int64" else set()
+        f |= {"legacy"} if self.legacy is not None else set()
+        f |= {f"invalid:{self.error}"} if self.error else set()
+        return f
 
     def problem(self) -> Problem:
         return Problem(self.x, self.target, self.p, self.margin, self.weight, self.reduction,
@@ -368,6 +403,9 @@ MANIFEST = "MANIFEST.json"
 
 
 def golden_dir() -> Path:
+    """The golden store: cases/golden/, or the directory named by MMCONF_GOLDEN."""
+    if os.environ.get("MMCONF_GOLDEN"):
+        return Path(os.environ["MMCONF_GOLDEN"])
     from cases import GOLDEN_DIR
 
     return GOLDEN_DIR

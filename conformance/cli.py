@@ -62,7 +62,7 @@ def _backends(arg: str | None) -> list[str]:
 
     known = registry()
     names = _split(arg) or list(known)
-    unknown = [n for n in names if n not in known]
+    unknown = [n for n in names if n not in known and not n.startswith("check:")]
     if unknown:
         raise SystemExit(f"mmconf: unknown backend(s) {', '.join(unknown)}; known: {', '.join(known)}")
     return names
@@ -145,10 +145,13 @@ def cmd_run(args) -> int:
     cases = _select_cases(args)
     backends = _backends(args.backends)
     out_dir = Path(args.out)
-    doc = run(backends, cases, devices=_split(args.devices), modes=_split(args.modes), jobs=args.jobs,
-              timeout=args.timeout, log_dir=out_dir / "logs", progress=_progress())
     json_path = Path(args.json) if args.json else out_dir / "results.json"
+    journal = json_path.with_name(json_path.stem + ".partial.jsonl")
+    doc = run(backends, cases, devices=_split(args.devices), modes=_split(args.modes), jobs=args.jobs,
+              timeout=args.timeout, log_dir=out_dir / "logs", progress=_progress(), journal=journal,
+              resume=args.resume)
     report.write_results(doc, json_path)
+    journal.unlink(missing_ok=True)
     if not args.json or args.out_given:  # --json alone writes the results only
         report.write_report(doc, out_dir)
     summary = report.summary_lines(doc)
@@ -216,6 +219,36 @@ def cmd_check(args) -> int:
     return 0
 
 
+def cmd_fuzz(args) -> int:
+    """Differential fuzzing against the exact reference; exit 1 on a mismatch no deviation explains."""
+    from .fuzz import fuzz
+    from .runner import Session
+
+    seed = None if args.seed == "random" else int(args.seed)
+    session = Session(timeout=args.timeout, log_dir=Path(tempfile.gettempdir()) / "mmconf-fuzz")
+    failed = False
+    try:
+        for backend in _backends(args.backends):
+            r = fuzz(backend, args.examples, seed, session, _split(args.devices), _split(args.modes))
+            if "missing" in r:
+                print(f"{backend}: missing ({r['missing'][:100]})")
+                continue
+            line = f"{backend}: {r['examples']} examples, {r['explained']} mismatches explained by listed deviations"
+            if not r["failure"]:
+                print(f"{line}, no other mismatch")
+                continue
+            failed = True
+            print(f"{line}; MISMATCH (shrunk):")
+            for rec in r["failure"]["records"]:
+                print(f"  {rec['mode']} {rec['device']} {rec['check']}: {rec['detail']} "
+                      f"(expected {json.dumps(rec.get('expected'))[:200]}, got {json.dumps(rec.get('got'))[:200]})")
+            print("  as a case-file entry (add it to cases/regressions.json, then `mmconf cases generate`):")
+            print("  " + json.dumps(r["failure"]["case"]))
+    finally:
+        session.close()
+    return 1 if failed else 0
+
+
 def cmd_report(args) -> int:
     from . import report
 
@@ -260,6 +293,8 @@ def main(argv=None) -> int:
     p.add_argument("--out", default="reports/latest", help="report directory (default: reports/latest)")
     p.add_argument("--jobs", type=int, help="backends run at once (default: the number of CPUs)")
     p.add_argument("--timeout", type=float, default=120.0, help="seconds a case may take (default 120)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run from its journal "
+                   "(RESULTS.partial.jsonl beside the results file) instead of starting over")
     p.set_defaults(fn=cmd_run)
 
     p = sub.add_parser("check", help="check your own kernel (MODULE:CALLABLE) against every golden case")
@@ -277,6 +312,15 @@ def main(argv=None) -> int:
     p.add_argument("--timeout", type=float, default=120.0, help="seconds a case may take (default 120)")
     p.set_defaults(fn=cmd_check)
 
+    p = sub.add_parser("fuzz", help="differential fuzzing of the backends against the exact reference")
+    p.add_argument("--backends", help="comma-separated backends, or check:FRAMEWORK:MODULE:CALLABLE (default: all)")
+    p.add_argument("--examples", type=int, default=200, help="examples per backend (default 200)")
+    p.add_argument("--seed", default="0", help="an integer for a reproducible run, or 'random' (default 0)")
+    p.add_argument("--devices", help="comma-separated devices (default: all found)")
+    p.add_argument("--modes", help="comma-separated modes (default: every mode of each backend)")
+    p.add_argument("--timeout", type=float, default=120.0, help="seconds a case may take (default 120)")
+    p.set_defaults(fn=cmd_fuzz)
+
     p = sub.add_parser("report", help="merge results JSON files (several machines) into one report")
     p.add_argument("results", nargs="+")
     p.add_argument("--out", default="reports/latest")
@@ -289,3 +333,7 @@ def main(argv=None) -> int:
     except CaseError as e:
         print(f"mmconf: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        hint = " (continue it with `mmconf run --resume` and the same options)" if args.command == "run" else ""
+        print(f"\nmmconf: interrupted{hint}", file=sys.stderr)
+        return 130

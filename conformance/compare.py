@@ -93,7 +93,7 @@ def judge_grad(case, got: np.ndarray) -> dict:
         if lo - b <= g[n, i] <= hi + b:  # NaN is never inside
             want[n, targets[n]] -= g[n, i] - want[n, i]
             want[n, i] = g[n, i]
-            if exact:
+            if exact and (hi != 0 or lo != 0):  # a zero-width interval says nothing of a convention
                 choices.append(g[n, i] / (hi if hi != 0 else lo))
     ok = elementwise(want, bound, g, case.dtype)
     rounded = np.where(want == exp.grad.reshape(-1, C), exp.grad_rounded.reshape(-1, C), want)
@@ -142,3 +142,52 @@ def _out_of_range_outputs(case, shape):
     t = np.asarray(case.target).reshape(shape)
     C = np.shape(case.x)[-1]
     return (t < 0) | (t >= C)
+
+
+# --- central finite differences (our own implementations and checked kernels) -------------------
+
+FD_MAX_SIZE = 64
+
+
+def fd_steps(case) -> np.ndarray | None:
+    """Per input element, a power-of-two step small enough that x +- step crosses no kink (the loss
+    is then a polynomial on the segment and the central difference is exact up to rounding); 0
+    where no such step exists. None when the case is not suited: not float64, not finite, too
+    large, or with kinks."""
+    if case.error or case.dtype != "float64" or not 0 < case.size <= FD_MAX_SIZE or case.expect.kinks:
+        return None
+    w = np.ones(1) if case.weight is None else case.weight
+    if not (np.isfinite(case.x).all() and np.isfinite(w).all() and np.isfinite(case.margin)):
+        return None
+    C = case.x.shape[-1]
+    x = case.x.reshape(-1, C)
+    t = np.asarray(case.target).reshape(-1)
+    rows = np.arange(x.shape[0])
+    z = case.margin - x[rows, t][:, None] + x
+    z[rows, t] = np.inf  # the target's own term does not exist
+    dist = np.abs(z)
+    dist[rows, t] = dist.min(axis=1)  # moving x[y] moves every z of the row
+    with np.errstate(divide="ignore"):
+        steps = 2.0 ** np.floor(np.log2(np.minimum(dist / 4, 1.0)))
+    steps = np.where(steps >= 2.0**-24 * (1 + np.abs(x)), steps, 0.0)  # too near a kink: skip
+    return steps.reshape(case.x.shape)
+
+
+def judge_fd(case, fd: np.ndarray, steps: np.ndarray) -> dict:
+    """The analytic gradient of the exact reference against the backend's central differences:
+    each side of a difference is within the value's error bound, so the difference is within
+    bound / step (twice that, for the two perturbed points' own bounds)."""
+    exp = case.expect
+    cot = case.cotangent if case.cotangent is not None else np.ones(exp.value.shape)
+    bound = float(np.sum(np.abs(cot) * exp.value_bound))
+    used = steps > 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        tol = np.where(used, 2 * bound / np.where(used, steps, 1.0), 0.0) + np.abs(exp.grad) * 2.0**-50
+        err = np.abs(fd - exp.grad)
+    ok = ~used | (err <= tol)
+    out = _summary(ok, exp.grad, exp.grad_rounded, tol, np.where(used, fd, exp.grad), case.dtype)
+    bad = int((~ok).sum())
+    out["verdict"] = "pass" if bad == 0 else "fail"
+    out["detail"] = (f"{int(used.sum())} element(s) checked by central differences"
+                     if bad == 0 else f"{bad} of {int(used.sum())} central differences disagree with the gradient")
+    return out

@@ -8,6 +8,11 @@ One TOML file per backend in conformance/deviations/, like array-api-tests' xfai
     clause = "MML-7.1"
     reason = "the ATen kernel tests z > 0, so NaN terms are dropped"
 
+An entry may also say `when = ["nan"]`: the input features (conformance.caseio.Case.features)
+under which the deviation shows. Fuzzed cases have no golden ids, so for them an entry applies
+where its id pattern's backend-device-mode-dtype part matches and every feature it names is
+present.
+
 A failing record that an entry matches is a known deviation (a strict xfail under pytest); a
 passing one is an unexpected pass, so a fix upstream shows up; an entry that matches no record of
 a run that covered its backend is stale.
@@ -32,9 +37,20 @@ class Deviation:
     check: str
     clause: str
     reason: str
+    when: tuple = ()
 
     def matches(self, record: dict) -> bool:
         return (self.check in ("*", record["check"])) and fnmatch.fnmatchcase(record["id"], self.id)
+
+    def explains(self, record: dict, features: set) -> bool:
+        """For a fuzzed case: the where-part of the pattern matches and the `when` features hold."""
+        if not self.when or self.check not in ("*", record["check"]) or not set(self.when) <= features:
+            return False
+        where = self.id
+        if "/" in where:  # cut off the case part: backend-device-mode-dtype remains
+            where = where[: where.rfind("-", 0, where.find("/"))]
+        prefix = f"{record['backend']}-{record['device']}-{record['mode']}-{record['dtype']}"
+        return fnmatch.fnmatchcase(prefix, where)
 
 
 class Deviations:
@@ -53,7 +69,7 @@ class Deviations:
                     raise ValueError(f"{where}: missing {', '.join(sorted(missing))}")
                 spec.check_clauses([item["clause"]], where)
                 entries.append(Deviation(path.stem, item["id"], item.get("check", "*"), item["clause"],
-                                         item["reason"]))
+                                         item["reason"], tuple(item.get("when", ()))))
         return cls(entries)
 
     def match(self, record: dict) -> Deviation | None:
@@ -61,6 +77,14 @@ class Deviations:
             if entry.backend == record["backend"] and entry.matches(record):
                 return entry
         return None
+
+    def explains(self, record: dict, case) -> bool:
+        """Whether a listed deviation accounts for this failing record: by id, or for a fuzzed
+        case by its features."""
+        if self.match(record):
+            return True
+        features = case.features
+        return any(e.backend == record["backend"] and e.explains(record, features) for e in self.entries)
 
     def annotate(self, records: list[dict]) -> None:
         """Mark each record the lists expect to deviate: 'deviation' holds the entry's clause and reason."""

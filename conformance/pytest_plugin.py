@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-CHECKS = ("value", "grad", "error")
+CHECKS = ("value", "grad", "fd", "error")
 
 
 def pytest_addoption(parser):
@@ -55,6 +55,7 @@ def pytest_configure(config):
         config.addinivalue_line("markers", f"{name}: conformance records of the {name} backend")
     for check in CHECKS:
         config.addinivalue_line("markers", f"{check}: conformance records of the {check} check")
+    config.addinivalue_line("markers", "check: conformance records of kernels given as --mmconf-backends check:...")
     if hasattr(config, "workerinput"):  # an xdist worker: the controller described the backends
         config._mmconf_descriptions = json.loads(config.workerinput["mmconf_descriptions"])
     else:
@@ -92,8 +93,13 @@ def _records(config):
         if "missing" in desc:
             continue
         for device, mode, case in plan(desc, cases):
-            for check in checks_of(case):
+            for check in checks_of(case, desc["ours"]):
                 yield backend, device, mode, case.key, check, record_id(backend, device, mode, case)
+
+
+def _marker(backend: str):
+    """The backend's marker; kernels under `check:` share one."""
+    return getattr(pytest.mark, "check" if backend.startswith("check:") else backend)
 
 
 def pytest_generate_tests(metafunc):
@@ -108,11 +114,11 @@ def pytest_generate_tests(metafunc):
     for backend, desc in _descriptions(config).items():
         if "missing" in desc:
             params.append(pytest.param(None, id=f"{backend}-missing", marks=[
-                getattr(pytest.mark, backend), pytest.mark.skip(reason=f"{backend}: {desc['missing']}")]))
+                _marker(backend), pytest.mark.skip(reason=f"{backend}: {desc['missing']}")]))
     for backend, device, mode, key, chk, rid in _records(config):
         if chk != check:
             continue
-        marks = [getattr(pytest.mark, backend), getattr(pytest.mark, check), pytest.mark.xdist_group(backend)]
+        marks = [_marker(backend), getattr(pytest.mark, check), pytest.mark.xdist_group(backend)]
         entry = deviations.match({"backend": backend, "id": rid, "check": check})
         if entry:
             marks.append(pytest.mark.xfail(strict=True, reason=f"{entry.clause}: {entry.reason}"))

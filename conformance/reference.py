@@ -361,11 +361,13 @@ def _bounds(rows: _Rows, dtype: str, reduction: str) -> tuple[np.ndarray, np.nda
         h = np.maximum(z, 0.0)
         hh = h + delta  # bound on the computed max(0, z)
         aw = np.abs(rows.w)[:, None]
+        # an underflow error (eta) made early is scaled by the factors that follow it
         if p == 1:
-            term_err = aw * (delta + u * hh + eta)
+            term_err = aw * (delta + u * hh) + 2 * eta * np.maximum(1, aw)
             term_mag = aw * hh
         else:
-            term_err = aw * (2 * h * delta + delta * delta + 2 * u * hh * hh + 2 * eta)
+            term_err = (aw * (2 * h * delta + delta * delta + 2 * u * hh * hh)
+                        + 3 * eta * np.maximum(1, aw) * np.maximum(1, hh))
             term_mag = aw * hh * hh
         term_err = np.where(maybe, term_err, 0.0)
         term_mag = np.where(maybe, term_mag, 0.0)
@@ -384,16 +386,20 @@ def _bounds(rows: _Rows, dtype: str, reduction: str) -> tuple[np.ndarray, np.nda
         if f.name != "float16":  # MML-9.3: beyond float16 the model stops at the dtype's range
             value_bound = np.where(reach >= f.max_finite, INF, value_bound)
 
+        # the gradient of a term with z = +inf is finite for p = 1 (MML-8.4): it counts here
+        maybe = other & (z + delta + slack > 0)
         c = np.abs(rows.cot * rows.w / rows.divisor)[:, None]  # d loss / d term
+        factors = np.maximum(1, np.abs(rows.cot))[:, None] * np.maximum(1, aw)  # scale early underflow
         if p == 1:
-            elem_err = 4 * u * c + 2 * eta
+            elem_err = 4 * u * c + 5 * eta * factors
             elem_mag = c + elem_err
         else:
-            elem_err = 2 * c * delta + 10 * u * c * hh + 2 * eta
+            elem_err = 2 * c * delta + 10 * u * c * hh + 5 * eta * factors * np.maximum(1, 2 * hh)
             elem_mag = 2 * c * hh + elem_err
         elem_err = np.where(maybe, elem_err, 0.0)
         elem_mag = np.where(maybe, elem_mag, 0.0)
-        target_err = elem_err.sum(axis=1) + K * (u * elem_mag.sum(axis=1) + eta)
+        Kg = maybe.sum(axis=1)
+        target_err = elem_err.sum(axis=1) + Kg * (u * elem_mag.sum(axis=1) + eta)
         grad_bound = elem_err
         if N:
             grad_bound[np.arange(N), rows.t] = target_err

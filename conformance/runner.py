@@ -8,6 +8,7 @@ or a hang costs the case it happened on, never the run.
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import sys
@@ -29,14 +30,18 @@ def record_id(backend: str, device: str, mode: str, case: Case) -> str:
     return f"{backend}-{device}-{mode}-{case.dtype}-{case.id}"
 
 
-def checks_of(case: Case) -> tuple:
-    return ("error",) if case.error else ("value", "grad")
+def checks_of(case: Case, ours: bool = False) -> tuple:
+    """The checks a case gets: 'error' for an invalid call, else 'value' and 'grad', and for our own
+    implementations and checked kernels 'fd' (central differences) where the case suits it."""
+    if case.error:
+        return ("error",)
+    return ("value", "grad", "fd") if ours and compare.fd_steps(case) is not None else ("value", "grad")
 
 
 def clauses_for(case: Case, check: str) -> list[str]:
     """The clauses a check's verdict speaks for: gradient clauses for 'grad', the rest for 'value'."""
     grad_clauses = [c for c in case.clauses if spec.section(c) == "MML-8"]
-    if check == "grad":
+    if check in ("grad", "fd"):
         return grad_clauses or ["MML-8.1"]
     if check == "value":
         return [c for c in case.clauses if spec.section(c) != "MML-8"] or ["MML-2.1"]
@@ -136,7 +141,7 @@ class Session:
 
         if case.dtype not in desc["dtypes"].get(device, []):
             return [rec(c, verdict="unsupported", detail=f"{case.dtype} on {device} is not supported "
-                        "(declared by the adapter)") for c in checks_of(case)]
+                        "(declared by the adapter)") for c in checks_of(case, desc["ours"])]
         if case.error:
             reply = self.ask(backend, request_for(case, device, mode, grad=False))
             judge = lambda: compare.judge_error(case, reply, traced=mode in desc["traced_modes"])  # noqa: E731
@@ -150,7 +155,12 @@ class Session:
             return [rec("value", **value), rec("grad", **grad)]
         value = _verdict_or(reply, lambda: compare.judge_value(case, unpack(reply["value"])))
         grad = _verdict_or(reply, lambda: compare.judge_grad(case, unpack(reply["grad"])))
-        return [rec("value", **value), rec("grad", **grad)]
+        records = [rec("value", **value), rec("grad", **grad)]
+        if "fd" in checks_of(case, desc["ours"]):
+            steps = compare.fd_steps(case)
+            fd = self.ask(backend, {**request_for(case, device, mode, grad=True), "op": "fd", "steps": pack(steps)})
+            records.append(rec("fd", **_verdict_or(fd, lambda: compare.judge_fd(case, unpack(fd["fd"]), steps))))
+        return records
 
     def close(self) -> None:
         for w in self._workers.values():
@@ -204,13 +214,23 @@ def plan(desc: dict, cases: list[Case], devices=None, modes=None) -> list[tuple[
 
 
 def run(backends: list[str], cases: list[Case], devices=None, modes=None, jobs: int | None = None,
-        timeout: float = 120.0, log_dir: Path | None = None, progress=None) -> dict:
-    """Run and judge; returns the results document (what results.json holds)."""
+        timeout: float = 120.0, log_dir: Path | None = None, progress=None, journal: Path | None = None,
+        resume: bool = False) -> dict:
+    """Run and judge; returns the results document (what results.json holds).
+
+    With a `journal`, every finished case's records are appended to it as JSON lines as the run
+    goes; `resume` first reads the journal of an interrupted run and skips what it holds.
+    """
     jobs = jobs or min(len(backends), os.cpu_count() or 1) or 1
     session = Session(timeout=timeout, log_dir=log_dir)
-    records: list[dict] = []
+    records: list[dict] = _read_journal(journal) if resume and journal else []
+    done = {_task_key(r) for r in records}
     descriptions: dict[str, dict] = {}
     lock = threading.Lock()
+    sink = None
+    if journal:
+        journal.parent.mkdir(parents=True, exist_ok=True)
+        sink = open(journal, "a" if resume else "w", encoding="utf-8")
 
     def one_backend(backend: str) -> None:
         desc = session.describe(backend)
@@ -219,10 +239,15 @@ def run(backends: list[str], cases: list[Case], devices=None, modes=None, jobs: 
             return
         work = plan(desc, cases, devices, modes)
         for k, (device, mode, case) in enumerate(work):
-            out = session.run_case(backend, device, mode, case)
-            with lock:
-                records.extend(out)
-                if progress:
+            if (backend, device, mode, case.dtype, case.id) not in done:
+                out = session.run_case(backend, device, mode, case)
+                with lock:
+                    records.extend(out)
+                    if sink:
+                        sink.write("".join(json.dumps(r, default=_json_default) + "\n" for r in out))
+                        sink.flush()
+            if progress:
+                with lock:
                     progress(backend, k + 1, len(work))
         session.worker(backend)[0].close()
 
@@ -232,6 +257,8 @@ def run(backends: list[str], cases: list[Case], devices=None, modes=None, jobs: 
                 f.result()
     finally:
         session.close()
+        if sink:
+            sink.close()
     records.sort(key=lambda r: (r["backend"], r["device"], r["mode"], r["dtype"], r["case"], r["check"]))
     deviations = Deviations.load()
     deviations.annotate(records)
@@ -241,3 +268,28 @@ def run(backends: list[str], cases: list[Case], devices=None, modes=None, jobs: 
         "records": records,
         "stale_deviations": [vars(e) for e in deviations.stale(records)],
     }
+
+
+def _task_key(r: dict) -> tuple:
+    return r["backend"], r["device"], r["mode"], r["dtype"], r["case"]
+
+
+def _json_default(v):
+    return float(v) if isinstance(v, np.floating) else str(v)
+
+
+def _read_journal(path: Path) -> list[dict]:
+    """The records of an interrupted run, up to the first torn line. The last case in it may
+    have been cut short, so its records are dropped and it runs again."""
+    if not path.exists():
+        return []
+    records = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            break
+    if records:
+        last = _task_key(records[-1])
+        records = [r for r in records if _task_key(r) != last]
+    return records

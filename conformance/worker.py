@@ -10,6 +10,7 @@ base64 of their raw bytes, so every bit, NaN payloads included, arrives as sent.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import os
 import selectors
@@ -70,6 +71,8 @@ def _handle(backend, req: dict) -> dict:
     op = req.get("op")
     if op == "describe":
         return backend.describe()
+    if op == "fd":
+        return _finite_differences(backend, req)
     if op != "run":
         return {"protocol_error": f"unknown op {op!r}"}
     call = call_from_request(req)
@@ -86,6 +89,28 @@ def _handle(backend, req: dict) -> dict:
     if mutated:
         reply["mutated"] = mutated  # MML-1.7
     return reply
+
+
+def _finite_differences(backend, req: dict) -> dict:
+    """Central differences of <cotangent, loss(x)> along every input element with a nonzero step."""
+    call = call_from_request(req)
+    steps = unpack(req["steps"])
+    cot = call.cotangent.astype(np.float64)
+    x64 = call.x.astype(np.float64)
+    out = np.full(x64.shape, np.nan)
+    try:
+        for idx in zip(*np.nonzero(steps)):
+            sides = []
+            for sign in (1.0, -1.0):
+                x = x64.copy()
+                x[idx] += sign * steps[idx]
+                value = backend.run(dataclasses.replace(call, x=x.astype(call.x.dtype)), req["device"],
+                                    req["mode"], False).value
+                sides.append(float(np.sum(cot * np.asarray(value, dtype=np.float64))))
+            out[idx] = (sides[0] - sides[1]) / (2 * steps[idx])
+    except Exception as exc:
+        return {"raised": _exception(exc), "unsupported": None}
+    return {"fd": pack(out)}
 
 
 class BadOutput(TypeError):

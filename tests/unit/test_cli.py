@@ -32,7 +32,7 @@ def test_run_own_cases_writes_reference_values(tmp_path):
     assert seed["verdict"] == "pass" and abs(float.fromhex(seed["expected"]) - 0.325) < 1e-15
     special = [x for x in records if x["case"] == "mine/specials" and x["check"] == "value"][0]
     assert special["expected"][0] == "nan" and special["got"][0] == "nan"
-    assert {x["check"] for x in records} == {"value", "grad"}
+    assert {x["check"] for x in records} == {"value", "grad", "fd"}  # fd: float64, ours
     assert not (tmp_path / "conformance.md").exists()
 
 
