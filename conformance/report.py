@@ -164,7 +164,7 @@ def blocks(doc: dict) -> list:
                 cells.append("✓")
             else:
                 cells.append("–")
-        table.append([f"{cid} {title[:60]}", *cells])
+        table.append([f"{cid} {title}", *cells])
     out.append(("table", ["clause", *cols], table))
 
     out.extend(_findings(records))
@@ -175,9 +175,9 @@ def blocks(doc: dict) -> list:
     envs = doc.get("environments") or [doc.get("environment", {})]
     for env in envs:
         out.append(("table", ["", ""], [[k, v] for k, v in env.items()]))
-    versions = [[n, d.get("version", "-"), ", ".join(d.get("devices", [])), d.get("description", d.get("missing", ""))]
-                for n, d in doc["backends"].items()]
-    out.append(("table", ["backend", "version", "devices", "what it runs"], versions))
+    versions = [[n, d.get("version", "-"), ", ".join(d.get("devices", [])), d.get("threads") or "",
+                 d.get("description", d.get("missing", ""))] for n, d in doc["backends"].items()]
+    out.append(("table", ["backend", "version", "devices", "threads", "what it runs"], versions))
     stale = doc.get("stale_deviations", [])
     if stale:
         out.append(("h2", "Stale expected-deviation entries"))

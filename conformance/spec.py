@@ -29,18 +29,17 @@ ERROR_CLAUSES = {
 # The kinds a traced or compiled function may answer with NaN instead of raising (MML-10.9).
 VALUE_DEPENDENT_ERRORS = ("target_range",)
 
-_CLAUSE = re.compile(r"^\*\*(MML-\d+\.\d+)\*\*\s+(.*)$")
+_CLAUSE = re.compile(r"^\*\*(MML-\d+\.\d+) ([^*]+?)\.\*\*")
 
 
 @lru_cache(maxsize=1)
 def clauses() -> dict[str, str]:
-    """Clause id -> its first sentence, in document order."""
+    """Clause id -> its title, in document order."""
     out: dict[str, str] = {}
     for line in SPEC_PATH.read_text(encoding="utf-8").splitlines():
         m = _CLAUSE.match(line)
         if m:
-            first = m.group(2).split(". ")[0].rstrip(".")
-            out[m.group(1)] = first
+            out[m.group(1)] = m.group(2)
     return out
 
 

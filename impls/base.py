@@ -125,6 +125,10 @@ class Backend:
     def dtypes(self, device: str) -> list[str]:
         return list(DTYPES)
 
+    def threads(self) -> int | None:
+        """The intra-op thread count the framework uses here, where it says."""
+        return None
+
     def run(self, call: Call, device: str, mode: str, grad: bool) -> Output:
         raise NotImplementedError
 
@@ -157,6 +161,7 @@ class Backend:
             "traced_modes": list(self.traced_modes),
             "dtypes": {d: list(self.dtypes(d)) for d in devices},
             "ours": self.ours,
+            "threads": self.threads(),
             "description": self.description,
         }
 
