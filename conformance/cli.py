@@ -166,7 +166,7 @@ def cmd_check(args) -> int:
     from collections import Counter
 
     from . import report
-    from .runner import run
+    from .runner import FAILING, run
 
     try:
         from impls.checked import adapter_class
@@ -197,7 +197,7 @@ def cmd_check(args) -> int:
             for (m, d, dt), c in sorted(table.items())]
     print(f"mmconf check {args.callable} ({args.framework} adapter): {len(cases)} cases")
     _print_table(["mode", "device", "dtype", "pass", "fail", "unsupported"], rows)
-    failing = [r for r in records if r["verdict"] in report.FAILING]
+    failing = [r for r in records if r["verdict"] in FAILING]
     unsupported = sorted({f"{r['dtype']} {r['check']} ({r['mode']}, {r['device']}): {r['detail'][:80]}"
                           for r in records if r["verdict"] == "unsupported"})
     if unsupported:

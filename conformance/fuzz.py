@@ -20,8 +20,7 @@ from hypothesis import strategies as st
 from .caseio import Case, default_cotangent
 from .deviations import Deviations
 from .floats import DTYPES, FORMATS, encode, encode_array, round_array
-from .report import FAILING
-from .runner import Session, plan
+from .runner import FAILING, Session, plan
 
 SPECIALS = (np.nan, np.inf, -np.inf)
 

@@ -17,8 +17,7 @@ from pathlib import Path
 from . import spec
 from .caseio import write_atomic
 from .floats import encode
-
-FAILING = ("fail", "crash", "timeout")
+from .runner import FAILING
 
 
 def write_results(doc: dict, path: Path) -> None:

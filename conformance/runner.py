@@ -23,7 +23,7 @@ from .caseio import Case
 from .deviations import Deviations
 from .worker import Worker, WorkerDied, pack, unpack
 
-VERDICTS = ("pass", "fail", "unsupported", "crash", "timeout")
+FAILING = ("fail", "crash", "timeout")  # the verdicts that break conformance
 
 
 def record_id(backend: str, device: str, mode: str, case: Case) -> str:
@@ -115,7 +115,7 @@ class Session:
         a repro in the backend's own framework."""
         records = self._run_case(backend, device, mode, case)
         for r in records:
-            if r["verdict"] in ("fail", "crash", "timeout"):
+            if r["verdict"] in FAILING:
                 r["repro"] = self.repro(backend, device, mode, case, r["check"])
         return records
 
@@ -147,13 +147,10 @@ class Session:
             judge = lambda: compare.judge_error(case, reply, traced=mode in desc["traced_modes"])  # noqa: E731
             return [rec("error", **_verdict_or(reply, judge, expect_raise=True))]
         reply = self.ask(backend, request_for(case, device, mode, grad=True))
-        if "raised" in reply:
-            # the backward pass may be what failed or is missing: judge the forward pass on its own
+        forward = reply
+        if "raised" in reply:  # the backward pass may be what failed or is missing: run the forward alone
             forward = self.ask(backend, request_for(case, device, mode, grad=False))
-            value = _verdict_or(forward, lambda: compare.judge_value(case, unpack(forward["value"])))
-            grad = _verdict_or(reply, None)  # reports the exception
-            return [rec("value", **value), rec("grad", **grad)]
-        value = _verdict_or(reply, lambda: compare.judge_value(case, unpack(reply["value"])))
+        value = _verdict_or(forward, lambda: compare.judge_value(case, unpack(forward["value"])))
         grad = _verdict_or(reply, lambda: compare.judge_grad(case, unpack(reply["grad"])))
         records = [rec("value", **value), rec("grad", **grad)]
         if "fd" in checks_of(case, desc["ours"]):
