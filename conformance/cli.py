@@ -1,7 +1,7 @@
 """The `mmconf` command line (also `python -m conformance`).
 
-Exit status: 0 success (and, for `run` and `check`, conformance), 1 nonconformance or a failed
-verification, 2 bad usage or a malformed input file.
+Exit status: 0 success (and, for `run` and `check`, conformance), 1 nonconformance, a failed
+verification or (`bench --compare`) a regression, 2 bad usage or a malformed input file.
 """
 
 from __future__ import annotations
@@ -250,6 +250,7 @@ def cmd_fuzz(args) -> int:
 
 
 def cmd_report(args) -> int:
+    """Merge conformance results and bench.json files (several machines) into one report each."""
     from . import report
 
     docs = []
@@ -259,12 +260,136 @@ def cmd_report(args) -> int:
         except (OSError, ValueError) as e:
             print(f"mmconf report: cannot read {path}: {e}", file=sys.stderr)
             return 2
-    doc = report.merge(docs)
     out_dir = Path(args.out)
-    report.write_results(doc, out_dir / "results.json")
-    report.write_report(doc, out_dir)
-    print(f"merged {len(docs)} run(s) into {out_dir / 'conformance.md'}")
+    bench = [d for d in docs if report.is_bench(d)]
+    results = [d for d in docs if not report.is_bench(d)]
+    if bench:  # first, so that the conformance report links to it
+        report.write_bench(report.merge_bench(bench), out_dir)
+        print(f"merged {len(bench)} benchmark run(s) into {out_dir / 'bench.md'}")
+    if results:
+        doc = report.merge(results)
+        report.write_results(doc, out_dir / "results.json")
+        report.write_report(doc, out_dir)
+        print(f"merged {len(results)} run(s) into {out_dir / 'conformance.md'}")
     return 0
+
+
+def cmd_bench(args) -> int:
+    """Time every backend, mode, device, dtype, size and pass; exit 1 when --compare finds a row slower
+    than --max-slowdown allows."""
+    import importlib.util
+
+    from . import report
+    from .bench import grid
+    from .bench.run import Settings, run
+
+    try:
+        settings = _bench_settings(args, Settings, grid)
+        max_slowdown = _fraction(args.max_slowdown)
+    except ValueError as e:
+        print(f"mmconf bench: {e}", file=sys.stderr)
+        return 2
+    old = None
+    if args.compare:
+        try:
+            old = json.loads(Path(args.compare).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            print(f"mmconf bench: cannot read {args.compare}: {e}", file=sys.stderr)
+            return 2
+        if not report.is_bench(old):
+            print(f"mmconf bench: {args.compare} is not a bench.json", file=sys.stderr)
+            return 2
+    needed = [m for m in ("pytest_benchmark", "matplotlib", "tabulate") if importlib.util.find_spec(m) is None]
+    if needed:
+        print(f"mmconf bench: needs {', '.join(needed)}: pip install 'mmconf[bench]'", file=sys.stderr)
+        return 2
+    backends = _bench_backends(args, settings)
+    out_dir = Path(args.out)
+    start = time.monotonic()
+    doc = run(backends, settings, out_dir / "logs" / "bench", progress=_progress())
+    comparison = None
+    if old is not None:
+        from .bench.compare import Compare
+
+        comparison = Compare(old, doc, max_slowdown, absolute=args.absolute)
+    report.write_bench(doc, out_dir, comparison, args.compare or "")
+    _bench_summary(doc, comparison, args.compare)
+    print(f"{len(doc['records'])} rows in {time.monotonic() - start:.0f} s; report: {out_dir / 'bench.md'}")
+    return 1 if comparison is not None and comparison.failed else 0
+
+
+def _fraction(text: str) -> float:
+    """'10%' or '0.1' -> 0.1."""
+    try:
+        value = float(text[:-1]) / 100 if text.endswith("%") else float(text)
+    except ValueError:
+        raise ValueError(f"bad --max-slowdown {text!r}: expected a percentage (10%) or a fraction (0.1)") from None
+    if value < 0:
+        raise ValueError("--max-slowdown must not be negative")
+    return value
+
+
+def _bench_settings(args, Settings, grid):
+    s = Settings(baseline=args.baseline, timeout=args.timeout)
+    if args.quick:
+        s.sizes, s.first_mode_only = list(grid.QUICK_SIZES), True
+        s.budget_s, s.min_rounds, s.max_rounds = 0.1, 5, 500
+    if args.sizes:
+        s.sizes = grid.parse_sizes(args.sizes)
+    if args.dtypes:
+        s.dtypes = _split(args.dtypes)
+        bad = [d for d in s.dtypes if d not in grid.DTYPES]
+        if bad:
+            raise ValueError(f"unknown dtype(s) {', '.join(bad)}; expected {', '.join(grid.DTYPES)}")
+    if args.passes:
+        s.passes = _split(args.passes)
+        if any(p not in grid.PASSES for p in s.passes):
+            raise ValueError(f"--passes takes {' and '.join(grid.PASSES)}")
+    s.devices, s.modes = _split(args.devices), _split(args.modes)
+    for name in ("threads", "budget", "min_rounds", "max_rounds", "noisy"):
+        value = getattr(args, name)
+        if value is not None:
+            if value <= 0:
+                raise ValueError(f"--{name.replace('_', '-')} must be positive")
+            setattr(s, "budget_s" if name == "budget" else name, value)
+    s.max_rounds = max(s.max_rounds, s.min_rounds)
+    return s
+
+
+def _bench_backends(args, settings) -> list[str]:
+    """--backends, or every registered backend; --quick: NumPy and the baseline's backend (or another
+    installed one)."""
+    if args.backends or not args.quick:
+        return _backends(args.backends)
+    from impls import load_backend, registry
+
+    base = settings.baseline.split("/")[0]
+    others = sorted((n for n in registry() if n != "numpy"), key=lambda n: n != base)
+    return ["numpy"] + [n for n in others if load_backend(n).installed()][:1]
+
+
+def _bench_summary(doc: dict, comparison, compared_with: str | None) -> None:
+    from collections import Counter
+
+    from . import report
+
+    ok = [r for r in doc["records"] if r["status"] == "ok"]
+    noisy = sum(1 for r in ok if r["noisy"])
+    other = Counter(r["status"] for r in doc["records"] if r["status"] != "ok")
+    print(f"{len(ok)} rows timed ({noisy} noisy)" + "".join(f", {n} {k}" for k, n in other.items()))
+    bw = doc["environment"]["bandwidth"]
+    print("measured bandwidth: " + ", ".join(f"{d} {b['gbps']:.3g} GB/s" for d, b in bw.items() if b.get("gbps")))
+    if not doc["baseline_found"]:
+        print(f"baseline {doc['baseline']} is not in this run: ratios left empty")
+    for name, d in doc["backends"].items():
+        if "missing" in d:
+            print(f"{name}: missing ({d['missing'][:100]})")
+    if comparison is not None:
+        header, rows = report.comparison_table(comparison)
+        print(f"\nagainst {compared_with} (at most {100 * comparison.max_slowdown:.0f}% slower):")
+        _print_table(header, rows)
+        counts = ", ".join(f"{n} {k}" for k, n in comparison.counts().items())
+        print(f"regression check: {'FAILED' if comparison.failed else 'passed'} ({counts})")
 
 
 def main(argv=None) -> int:
@@ -321,7 +446,33 @@ def main(argv=None) -> int:
     p.add_argument("--timeout", type=float, default=120.0, help="seconds a case may take (default 120)")
     p.set_defaults(fn=cmd_fuzz)
 
-    p = sub.add_parser("report", help="merge results JSON files (several machines) into one report")
+    p = sub.add_parser("bench", help="benchmark the backends (pytest-benchmark sessions); tables, plots, "
+                       "a regression gate")
+    p.add_argument("--backends", help="comma-separated backends, or check:FRAMEWORK:MODULE:CALLABLE "
+                   "(default: all; --quick: numpy and the baseline's backend)")
+    p.add_argument("--sizes", metavar="NxC,...", help="batch sizes and class counts (default: 32x10, 4096x1000, "
+                   "256x32768, 16384x4096)")
+    p.add_argument("--dtypes", help="comma-separated: float32 (default), float64, float16, bfloat16")
+    p.add_argument("--passes", help="fwd, fwd+bwd or both (default)")
+    p.add_argument("--devices", help="comma-separated devices (default: all found)")
+    p.add_argument("--modes", help="comma-separated modes (default: every mode of each backend)")
+    p.add_argument("--threads", type=int, help="threads of every framework (default: the CPUs available)")
+    p.add_argument("--budget", type=float, help="seconds of measured rounds per row (default 1)")
+    p.add_argument("--min-rounds", type=int, help="rounds per row at least (default 7)")
+    p.add_argument("--max-rounds", type=int, help="rounds per row at most (default 2000)")
+    p.add_argument("--noisy", type=float, help="IQR/median above which a row is flagged noisy (default 0.1)")
+    p.add_argument("--baseline", default="torch/eager", help="BACKEND/MODE the ratios refer to (default torch/eager)")
+    p.add_argument("--quick", action="store_true", help="a smoke run: two sizes, short budgets, numpy and one "
+                   "other backend, each backend's first mode")
+    p.add_argument("--compare", metavar="BASELINE.json", help="an earlier bench.json: exit 1 if a row got slower")
+    p.add_argument("--max-slowdown", default="10%", help="with --compare: allowed slowdown (default 10%%)")
+    p.add_argument("--absolute", action="store_true", help="with --compare: compare rows without a ratio on "
+                   "their raw medians")
+    p.add_argument("--out", default="reports/latest", help="report directory (default: reports/latest)")
+    p.add_argument("--timeout", type=float, default=600.0, help="seconds one row may take (default 600)")
+    p.set_defaults(fn=cmd_bench)
+
+    p = sub.add_parser("report", help="merge results or bench JSON files (several machines) into one report")
     p.add_argument("results", nargs="+")
     p.add_argument("--out", default="reports/latest")
     p.set_defaults(fn=cmd_report)

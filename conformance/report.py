@@ -272,7 +272,8 @@ def _kinks(records) -> list:
 # --- rendering ------------------------------------------------------------------------------------
 
 
-def to_markdown(bs: list) -> str:
+def to_markdown(bs: list, table=None) -> str:
+    """Markdown of the blocks; `table(header, rows)` renders tables where given (tabulate, say)."""
     out = []
     for b in bs:
         kind = b[0]
@@ -282,6 +283,10 @@ def to_markdown(bs: list) -> str:
             out.append(b[1])
         elif kind == "code":
             out.append("```python\n" + b[1].rstrip() + "\n```")
+        elif kind == "img":
+            out.append(f"![{b[2]}]({b[1]})")
+        elif kind == "table" and table is not None:
+            out.append(table(b[1], [[str(c).replace("|", "\\|") for c in row] for row in b[2]]))
         elif kind == "table":
             header, rows = b[1], b[2]
             lines = ["| " + " | ".join(str(h) for h in header) + " |",
@@ -326,5 +331,199 @@ def to_html(bs: list, title: str = "mmconf report") -> str:
 def write_report(doc: dict, out_dir: Path) -> None:
     out_dir = Path(out_dir)
     bs = blocks(doc)
+    if (out_dir / "bench.html").exists():
+        bs.insert(2, ("p", "Benchmark: [bench.html](bench.html) ([bench.md](bench.md))."))
     write_atomic(out_dir / "conformance.md", to_markdown(bs))
     write_atomic(out_dir / "index.html", to_html(bs))
+
+
+# --- benchmark reports ----------------------------------------------------------------------------
+
+
+def is_bench(doc: dict) -> bool:
+    return doc.get("kind") == "mmconf-bench"
+
+
+def merge_bench(docs: list[dict]) -> dict:
+    """One bench document from several runs (machines): the records side by side, each with its
+    run's ratios; a machine that appears twice is told apart by the run's date."""
+    seen: set = set()
+    environments, records, backends = [], [], {}
+    for d in docs:
+        for env in d.get("environments") or [d["environment"]]:
+            name = env.get("machine", "?")
+            if name in seen:
+                name = f"{name} ({d.get('generated', len(seen))})"
+            seen.add(name)
+            environments.append({**env, "machine": name})
+        for r in d["records"]:
+            records.append({**r, "machine": name if "environment" in d else r.get("machine")})
+        for b, desc in d["backends"].items():
+            if b not in backends or "missing" in backends[b]:
+                backends[b] = desc
+    first = docs[0]
+    return {"kind": "mmconf-bench", "format": 1, "environments": environments, "settings": first.get("settings", {}),
+            "baseline": first.get("baseline"), "baseline_found": any(d.get("baseline_found") for d in docs),
+            "backends": backends, "records": records}
+
+
+def write_bench(doc: dict, out_dir: Path, comparison=None, compared_with: str = "") -> None:
+    """bench.json, the plots, bench.md (tabulate tables), bench.html; index.html links to it."""
+    from tabulate import tabulate
+
+    from .bench import plots
+
+    out_dir = Path(out_dir)
+    write_results(doc, out_dir / "bench.json")
+    bs = bench_blocks(doc, plots.write(doc, out_dir), comparison, compared_with)
+    table = lambda header, rows: tabulate(rows, header, tablefmt="github", disable_numparse=True)  # noqa: E731
+    write_atomic(out_dir / "bench.md", to_markdown(bs, table))
+    write_atomic(out_dir / "bench.html", to_html(bs, "mmconf benchmark"))
+    results = out_dir / "results.json"
+    if results.exists():  # a conformance report here: render it again, now with the link
+        write_report(json.loads(results.read_text(encoding="utf-8")), out_dir)
+    else:
+        write_atomic(out_dir / "index.html", to_html([("h1", "mmconf reports"), (
+            "p", "Benchmark: [bench.html](bench.html) ([bench.md](bench.md), [bench.json](bench.json)). "
+            "No conformance run in this directory (`mmconf run --out` it here).")]))
+
+
+def fmt_time(s: float | None) -> str:
+    if s is None:
+        return ""
+    if s == 0:
+        return "0"
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6)):
+        if s >= scale:
+            return f"{s / scale:.3g} {unit}"
+    return f"{s * 1e9:.3g} ns"
+
+
+def fmt_bytes(b: float | None) -> str:
+    if b is None:
+        return ""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if b >= scale:
+            return f"{b / scale:.3g} {unit}"
+    return f"{b:.0f} B"
+
+
+def _machine_labels(doc: dict) -> bool:
+    return len({r.get("machine") for r in doc["records"]}) > 1
+
+
+def bench_row(r: dict, baseline: str | None, machines: bool) -> list:
+    label = f"{r['backend']}/{r['mode']}"
+    ratio = "" if r.get("ratio") is None else f"{r['ratio']:.2f}" + (" (baseline)" if label == baseline else "")
+    peak = ""
+    if r.get("peak_bytes") is not None:
+        peak = (f"+{fmt_bytes(r['peak_bytes'])} RSS" if r["peak_kind"] == "rss growth"
+                else f"{fmt_bytes(r['peak_bytes'])} ({r['peak_kind']})")
+    cells = [label, r["device"], r["dtype"], fmt_time(r["median_s"]),
+             f"{fmt_time(r['iqr_s'])} ({100 * r['iqr_s'] / r['median_s']:.0f}%)", ratio,
+             "" if r["gbps"] is None else f"{r['gbps']:.3g}",
+             "" if r["pct_bandwidth"] is None else f"{r['pct_bandwidth']:.2g}%",
+             fmt_time(r["compile_s"]), peak, "noisy" if r["noisy"] else ""]
+    return ([r.get("machine", "")] if machines else []) + cells
+
+
+BENCH_HEADER = ["backend/mode", "device", "dtype", "median", "IQR", "ratio", "GB/s", "% of bandwidth",
+                "compile", "peak memory", "noisy"]
+
+
+def bench_blocks(doc: dict, plot_files=(), comparison=None, compared_with: str = "") -> list:
+    from .bench import grid
+
+    records, s = doc["records"], doc.get("settings", {})
+    envs = doc.get("environments") or [doc["environment"]]
+    machines = _machine_labels(doc)
+    baseline = doc.get("baseline")
+    out: list = [("h1", "mmconf benchmark"), ("p", (
+        f"Generated {doc.get('generated', '')}. The call: `multi_margin_loss(x, target, p=1, margin=1, "
+        "reduction='mean')` on an (N, C) batch, forward (`fwd`) or forward and input gradient (`fwd+bwd`)."))]
+    out.append(("p", (
+        f"Method: each backend runs in a pytest-benchmark session of its own (a subprocess) with {s.get('threads')} "
+        "thread(s), fixed before the framework is imported. Per row, the first call is timed apart (`compile` is "
+        "what it cost beyond a median call: compilation or tracing); a warm-up follows; then rounds of back-to-back "
+        f"calls, each round at least {1e3 * s.get('min_round_s', 0):.2g} ms, fill a {s.get('budget_s')} s budget "
+        f"({s.get('min_rounds')} to {s.get('max_rounds')} rounds). Every call returns only once its outputs are "
+        "ready and computes fresh gradients. Median and interquartile range are per call; a row whose IQR exceeds "
+        f"{100 * s.get('noisy', 0.1):.0f}% of its median is flagged noisy. GB/s counts the least traffic a call "
+        "needs (fwd reads N*C elements; fwd+bwd also writes the N*C gradient) against the bandwidth measured in "
+        "the same run; above 100% means the data came from cache. Peak memory: the allocator's peak where the "
+        "framework reports it (inputs included), else the growth of the resident set over the first call.")))
+    if doc.get("baseline_found"):
+        out.append(("p", f"Ratio: the row's median over the median of the baseline, {baseline}, for the same "
+                    "machine, device, dtype, size and pass in the same run (below 1: faster than the baseline)."))
+    else:
+        out.append(("p", f"The baseline {baseline} is not in this run: ratios are left empty "
+                    "(`--baseline BACKEND/MODE` names another)."))
+    env_rows = [[e.get("machine"), e.get("cpu"), e.get("threads"), fmt_bytes(e.get("llc_bytes")),
+                 "; ".join(f"{dev}: {b['gbps']:.3g} GB/s" if b.get("gbps") else f"{dev}: {b.get('error', '?')}"
+                           for dev, b in e.get("bandwidth", {}).items())] for e in envs]
+    out.append(("table", ["machine", "CPU", "threads", "last-level cache", "measured bandwidth"], env_rows))
+
+    ok = [r for r in records if r["status"] == "ok"]
+    llc = envs[0].get("llc_bytes")
+    for n, c in sorted({(r["N"], r["C"]) for r in ok}, key=lambda nc: (nc[0] * nc[1], nc)):
+        why = grid.SIZES.get((n, c), "")
+        size = n * c * 4
+        where = "" if not llc else f"; {'larger than' if size > llc else 'fits in'} the {fmt_bytes(llc)} LLC"
+        for p in grid.PASSES:
+            rows = sorted((r for r in ok if (r["N"], r["C"], r["pass"]) == (n, c, p)),
+                          key=lambda r: (r.get("machine") or "", r["device"], grid.DTYPES.index(r["dtype"]),
+                                         r["median_s"]))
+            if not rows:
+                continue
+            out.append(("h2", f"{n} x {c}, {p}" + (f" ({why})" if why else "")))
+            out.append(("p", f"x holds {n * c:,} elements: {fmt_bytes(size)} in float32{where}."))
+            out.append(("table", (["machine"] if machines else []) + BENCH_HEADER,
+                        [bench_row(r, baseline, machines) for r in rows]))
+    if comparison is not None:
+        out.extend(comparison_blocks(comparison, compared_with))
+    if plot_files:
+        out.append(("h2", "Plots"))
+        out.append(("p", "Also as SVG beside the PNGs."))
+        out.extend(("img", f, alt) for f, alt in plot_files)
+    other = [r for r in records if r["status"] != "ok"]
+    if other:
+        out.append(("h2", "Not measured"))
+        out.append(("p", "unsupported: the backend lacks the dtype, device or pass (a capability gap, not an error); "
+                    "error: it raised on a valid call; crash, timeout: the session died or hung in the row."))
+        out.append(("table", ["backend/mode", "device", "dtype", "size", "pass", "status", "detail"],
+                    [[f"{r['backend']}/{r['mode']}", r["device"], r["dtype"], f"{r['N']}x{r['C']}", r["pass"],
+                      r["status"], r["detail"][:160]] for r in other]))
+    missing = [f"{n}: {d['missing'][:160]}" for n, d in doc["backends"].items() if "missing" in d]
+    if missing:
+        out.append(("p", "Not installed or not loadable here: " + "; ".join(missing)))
+    out.append(("h2", "Environment"))
+    for e in envs:
+        flat = {k: v for k, v in e.items() if k not in ("bandwidth", "versions", "thread_controls")}
+        flat.update({f"bandwidth {d}": b.get("method", b.get("error")) for d, b in e.get("bandwidth", {}).items()})
+        flat.update({f"version {b}": v for b, v in e.get("versions", {}).items()})
+        flat.update({f"threads {b}": "; ".join(v) or "environment variables only"
+                     for b, v in e.get("thread_controls", {}).items()})
+        out.append(("table", ["", ""], [[k, v] for k, v in flat.items()]))
+    return out
+
+
+def comparison_table(comparison) -> tuple[list, list]:
+    rows = []
+    for ch in comparison.changes:
+        r = ch.row
+        change = "" if ch.change is None else f"{100 * ch.change:+.0f}%"
+        fmt = (lambda v: f"{v:.3g}") if ch.basis == "ratio" else fmt_time
+        rows.append([f"{r['backend']}/{r['mode']}", r["device"], r["dtype"], f"{r['N']}x{r['C']}", r["pass"],
+                     ch.basis, "" if ch.old is None else fmt(ch.old), "" if ch.new is None else fmt(ch.new),
+                     change, ch.verdict])
+    return ["backend/mode", "device", "dtype", "size", "pass", "compared", "before", "now", "change", "verdict"], rows
+
+
+def comparison_blocks(comparison, compared_with: str) -> list:
+    header, rows = comparison_table(comparison)
+    verdict = "FAILED: a row got slower than allowed" if comparison.failed else "passed"
+    return [("h2", "Regression check"),
+            ("p", f"Against `{compared_with}`, at most {100 * comparison.max_slowdown:.0f}% slower allowed, on "
+             "ratios to the baseline of each run" + (" (raw medians where a row has no ratio)"
+                                                     if comparison.absolute else "") + f": {verdict}."),
+            ("table", header, rows)]
