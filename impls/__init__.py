@@ -14,6 +14,7 @@ ENTRY_POINT_GROUP = "mmconf.backends"
 BUILTIN = {
     "numpy": "impls.numpy_backend:NumpyBackend",
     "paddle": "impls.paddle_backend:PaddleBackend",
+    "mindspore": "impls.mindspore_backend:MindSporeBackend",
 }
 
 
