@@ -13,6 +13,8 @@ ENTRY_POINT_GROUP = "mmconf.backends"
 
 BUILTIN = {
     "numpy": "impls.numpy_backend:NumpyBackend",
+    "paddle": "impls.paddle_backend:PaddleBackend",
+    "mindspore": "impls.mindspore_backend:MindSporeBackend",
 }
 
 
