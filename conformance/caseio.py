@@ -18,11 +18,17 @@ from pathlib import Path
 import numpy as np
 
 from . import spec
-from .floats import DTYPES, decode, decode_array, encode, encode_array, representable, round_array
+from .floats import DTYPES, decode, decode_array, encode, encode_array, fmt, representable, round_array
 from .reference import Expectation, Problem, expect
 
 GENERATOR_VERSION = "1"
-TARGET_DTYPES = ("int64", "int32", "float32")
+
+# The words of Case.features, for deviation lists; "invalid:<kind>" (spec.ERROR_CLAUSES) besides.
+FEATURES = (*DTYPES, "p1", "p2", "none", "mean", "sum", "x_nan", "x_inf", "weight_nan", "weight_inf",
+            "margin_nan", "margin_inf", "nan", "inf", "z_nan", "z_posinf", "weight", "negative_weight",
+            "zero_weight", "margin_nonpositive", "margin_nonint", "margin_lost", "unbatched", "empty", "one_class", "kink",
+            "near_kink", "int32_target", "float32_target", "legacy")
+TARGET_DTYPES = ("int64", "int32", "float32")  # float32: for the MML-10.8 error case
 
 
 def default_cotangent(shape) -> np.ndarray:
@@ -66,32 +72,62 @@ class Case:
     def size(self) -> int:
         return int(np.size(self.x))
 
-    @property
     def features(self) -> set[str]:
-        """What kind of input this is, for matching deviations that the golden ids cannot name
-        (fuzzed cases): dtype, p, reduction, nan, inf, empty, unbatched, one_class, weight,
-        negative_weight, zero_weight, margin_nonpositive, kink, near_kink, int32, legacy,
-        invalid:<kind>."""
+        """What kind of input this is, in the vocabulary of FEATURES: deviation lists use it to say
+        under which inputs a deviation shows (conformance.deviations)."""
         f = {self.dtype, f"p{self.p}", self.reduction}
-        arrays = [np.asarray(self.x, dtype=np.float64).ravel(), np.array([self.margin])]
-        if self.weight is not None:
-            arrays.append(self.weight)
-            f.add("weight")
-            f |= {"negative_weight"} if (self.weight < 0).any() else set()
-            f |= {"zero_weight"} if (self.weight == 0).any() else set()
-        values = np.concatenate(arrays)
-        f |= {"nan"} if np.isnan(values).any() else set()
-        f |= {"inf"} if np.isinf(values).any() else set()
-        f |= {"margin_nonpositive"} if self.margin <= 0 else set()
-        shape = np.shape(self.x)
-        f |= {"unbatched"} if len(shape) == 1 else set()
-        f |= {"empty"} if len(shape) == 2 and shape[0] == 0 else set()
-        f |= {"one_class"} if shape and shape[-1] == 1 else set()
+        x = np.asarray(self.x, dtype=np.float64)
+        w = self.weight
+        add = f.add
+        for name, v in (("x", x), ("weight", w), ("margin", np.array([self.margin]))):
+            if v is not None and np.isnan(v).any():
+                add(f"{name}_nan")
+            if v is not None and np.isinf(v).any():
+                add(f"{name}_inf")
+        if w is not None:
+            add("weight")
+            if (w < 0).any():
+                add("negative_weight")
+            if (w == 0).any():
+                add("zero_weight")
+        if self.margin <= 0:
+            add("margin_nonpositive")
+        if not (np.isfinite(self.margin) and float(self.margin).is_integer()):
+            add("margin_nonint")
+        shape = x.shape
+        if len(shape) == 1:
+            add("unbatched")
+        if len(shape) == 2 and shape[0] == 0:
+            add("empty")
+        if shape and shape[-1] == 1:
+            add("one_class")
+        if not self.error and x.size and len(shape) in (1, 2):
+            C = shape[-1]
+            x2, t = x.reshape(-1, C), np.asarray(self.target).reshape(-1)
+            with np.errstate(invalid="ignore"):
+                z = self.margin - x2[np.arange(len(t)), t][:, None] + x2
+            z[np.arange(len(t)), t] = 0.0  # the target's own term does not exist
+            if np.isnan(z).any():
+                add("z_nan")
+            if (z == np.inf).any():
+                add("z_posinf")
+            # margin - x[y] loses the margin entirely when x[y] is 2^precision times larger
+            f_ = fmt(self.dtype)
+            with np.errstate(invalid="ignore"):
+                if (np.abs(x2[np.arange(len(t)), t]) >= 2.0**f_.precision * abs(self.margin)).any():
+                    add("margin_lost")
+        if f & {"x_nan", "weight_nan", "margin_nan"}:
+            add("nan")
+        if f & {"x_inf", "weight_inf", "margin_inf"}:
+            add("inf")
         if self.expect is not None and self.expect.kinks:
-            f.add("kink" if any(k[2] for k in self.expect.kinks) else "near_kink")
-        f |= {self.target_dtype} if self.target_dtype != "int64" else set()
-        f |= {"legacy"} if self.legacy is not None else set()
-        f |= {f"invalid:{self.error}"} if self.error else set()
+            add("kink" if any(k[2] for k in self.expect.kinks) else "near_kink")
+        if self.target_dtype != "int64":
+            add(f"{self.target_dtype}_target")
+        if self.legacy is not None:
+            add("legacy")
+        if self.error:
+            add(f"invalid:{self.error}")
         return f
 
     def problem(self) -> Problem:

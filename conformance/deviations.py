@@ -4,18 +4,21 @@ One TOML file per backend in conformance/deviations/, like array-api-tests' xfai
 
     [[deviation]]
     id = "torch-cpu-eager-*-special/nan-*"   # fnmatch pattern over record ids
-    check = "value"                          # value | grad | error; omitted: any
+    check = "value"                          # value | grad | fd | error, or a list of them; omitted: any
     clause = "MML-7.1"
-    reason = "the ATen kernel tests z > 0, so NaN terms are dropped"
+    reason = "the ATen kernel adds a term only if z > 0, so NaN terms are dropped"
+    when = ["z_nan"]                         # optional: input features (caseio.FEATURES), "!x" negates
+    strict = false                           # optional: the deviation does not always show
 
-An entry may also say `when = ["nan"]`: the input features (conformance.caseio.Case.features)
-under which the deviation shows. Fuzzed cases have no golden ids, so for them an entry applies
-where its id pattern's backend-device-mode-dtype part matches and every feature it names is
-present.
+A record matches an entry when its id matches the pattern and the case has every feature in
+`when`. A failing record that an entry matches is a known deviation (a strict xfail under pytest);
+a passing one is an unexpected pass, so a fix upstream shows up (except for `strict = false`
+entries: reading uninitialised memory, say, may return the right value by chance); an entry that matches no record
+of a run that covered its backend is stale.
 
-A failing record that an entry matches is a known deviation (a strict xfail under pytest); a
-passing one is an unexpected pass, so a fix upstream shows up; an entry that matches no record of
-a run that covered its backend is stale.
+Fuzzed cases have no golden ids, so an entry explains a fuzzed record by its `when` features
+alone, within the backend-device-mode-dtype part of its pattern (the pattern up to the case name).
+Entries without `when` never explain a fuzzed record.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import spec
+from .caseio import FEATURES
 
 DEVIATIONS_DIR = Path(__file__).with_name("deviations")
 
@@ -34,23 +38,38 @@ DEVIATIONS_DIR = Path(__file__).with_name("deviations")
 class Deviation:
     backend: str
     id: str
-    check: str
+    check: tuple  # the checks it applies to; empty: all
     clause: str
     reason: str
     when: tuple = ()
+    strict: bool = True
 
-    def matches(self, record: dict) -> bool:
-        return (self.check in ("*", record["check"])) and fnmatch.fnmatchcase(record["id"], self.id)
+    def _holds(self, features: set) -> bool:
+        return all((f[1:] not in features) if f.startswith("!") else (f in features) for f in self.when)
+
+    def _covers(self, check: str) -> bool:
+        return not self.check or check in self.check
+
+    def matches(self, record: dict, features: set) -> bool:
+        return self._covers(record["check"]) and fnmatch.fnmatchcase(record["id"], self.id) and self._holds(features)
 
     def explains(self, record: dict, features: set) -> bool:
         """For a fuzzed case: the where-part of the pattern matches and the `when` features hold."""
-        if not self.when or self.check not in ("*", record["check"]) or not set(self.when) <= features:
+        if not self.when or not self._covers(record["check"]) or not self._holds(features):
             return False
         where = self.id
         if "/" in where:  # cut off the case part: backend-device-mode-dtype remains
             where = where[: where.rfind("-", 0, where.find("/"))]
         prefix = f"{record['backend']}-{record['device']}-{record['mode']}-{record['dtype']}"
         return fnmatch.fnmatchcase(prefix, where)
+
+
+def _check_features(when, where: str) -> tuple:
+    for f in when:
+        name = f.removeprefix("!")
+        if name not in FEATURES and not (name.startswith("invalid:") and name[8:] in spec.ERROR_CLAUSES):
+            raise ValueError(f"{where}: unknown feature {f!r} in 'when'")
+    return tuple(when)
 
 
 class Deviations:
@@ -68,32 +87,43 @@ class Deviations:
                 if missing:
                     raise ValueError(f"{where}: missing {', '.join(sorted(missing))}")
                 spec.check_clauses([item["clause"]], where)
-                entries.append(Deviation(path.stem, item["id"], item.get("check", "*"), item["clause"],
-                                         item["reason"], tuple(item.get("when", ()))))
+                check = item.get("check", ())
+                entries.append(Deviation(path.stem, item["id"], (check,) if isinstance(check, str) else tuple(check),
+                                         item["clause"],
+                                         item["reason"], _check_features(item.get("when", ()), where),
+                                         bool(item.get("strict", True))))
         return cls(entries)
 
-    def match(self, record: dict) -> Deviation | None:
+    def match(self, record: dict, case) -> Deviation | None:
+        features = case.features()
         for entry in self.entries:
-            if entry.backend == record["backend"] and entry.matches(record):
+            if entry.backend == record["backend"] and entry.matches(record, features):
                 return entry
         return None
 
     def explains(self, record: dict, case) -> bool:
-        """Whether a listed deviation accounts for this failing record: by id, or for a fuzzed
-        case by its features."""
-        if self.match(record):
+        """Whether a listed deviation accounts for this failing record: by its id, or for a
+        fuzzed case by its features."""
+        if self.match(record, case):
             return True
-        features = case.features
+        features = case.features()
         return any(e.backend == record["backend"] and e.explains(record, features) for e in self.entries)
 
-    def annotate(self, records: list[dict]) -> None:
-        """Mark each record the lists expect to deviate: 'deviation' holds the entry's clause and reason."""
+    def annotate(self, records: list[dict], cases: dict) -> None:
+        """Mark each record the lists expect to deviate: 'deviation' holds the entry's clause and
+        reason. `cases` maps (case id, dtype) to the case."""
         for r in records:
-            entry = self.match(r)
+            entry = self.match(r, cases[r["case"], r["dtype"]])
             if entry:
-                r["deviation"] = {"clause": entry.clause, "reason": entry.reason, "pattern": entry.id}
+                r["deviation"] = {"clause": entry.clause, "reason": entry.reason, "pattern": entry.id,
+                                  "strict": entry.strict}
 
-    def stale(self, records: list[dict]) -> list[Deviation]:
+    def stale(self, records: list[dict], cases: dict) -> list[Deviation]:
         """Entries of the run's backends that match none of its records."""
+        live = set()
+        features = {key: case.features() for key, case in cases.items()}
+        for r in records:
+            f = features[r["case"], r["dtype"]]
+            live.update(i for i, e in enumerate(self.entries) if e.backend == r["backend"] and e.matches(r, f))
         backends = {r["backend"] for r in records}
-        return [e for e in self.entries if e.backend in backends and not any(e.matches(r) for r in records)]
+        return [e for i, e in enumerate(self.entries) if e.backend in backends and i not in live]

@@ -119,9 +119,9 @@ def pytest_generate_tests(metafunc):
         if chk != check:
             continue
         marks = [_marker(backend), getattr(pytest.mark, check), pytest.mark.xdist_group(backend)]
-        entry = deviations.match({"backend": backend, "id": rid, "check": check})
+        entry = deviations.match({"backend": backend, "id": rid, "check": check}, _cases(config)[key])
         if entry:
-            marks.append(pytest.mark.xfail(strict=True, reason=f"{entry.clause}: {entry.reason}"))
+            marks.append(pytest.mark.xfail(strict=entry.strict, reason=f"{entry.clause}: {entry.reason}"))
         params.append(pytest.param((backend, device, mode, key), id=rid, marks=marks))
     metafunc.parametrize("mmconf_record", params)
 
@@ -171,9 +171,12 @@ def pytest_terminal_summary(terminalreporter, config):
         return
     from .deviations import Deviations
 
-    records = [{"backend": b, "id": rid, "check": chk} for b, _, _, _, chk, rid in _records(config)]
-    stale = Deviations.load().stale(records)
+    cases = _cases(config)
+    records = [{"backend": b, "id": rid, "check": chk, "case": cases[key].id, "dtype": cases[key].dtype}
+               for b, _, _, key, chk, rid in _records(config)]
+    stale = Deviations.load().stale(records, {(c.id, c.dtype): c for c in cases.values()})
     if stale:
         terminalreporter.section("mmconf: stale expected-deviation entries")
         for e in stale:
-            terminalreporter.line(f"{e.backend}.toml: {e.id} ({e.check}, {e.clause}) matches no record")
+            terminalreporter.line(f"{e.backend}.toml: {e.id} ({', '.join(e.check) or 'any check'}, {e.clause}) "
+                                  "matches no record")

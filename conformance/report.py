@@ -44,6 +44,10 @@ def unexpected(r: dict) -> bool:
     return r["verdict"] in FAILING and "deviation" not in r
 
 
+def unexpected_pass(r: dict) -> bool:
+    return r["verdict"] == "pass" and r.get("deviation", {}).get("strict", False)
+
+
 def conforms(doc: dict) -> bool:
     """True when every failing record is a listed deviation."""
     return not any(unexpected(r) for r in doc["records"])
@@ -54,7 +58,7 @@ def summary_lines(doc: dict) -> list[str]:
     for key, recs in _by_row(doc["records"]).items():
         c = Counter(r["verdict"] for r in recs)
         known = sum(1 for r in recs if r["verdict"] in FAILING and "deviation" in r)
-        xpass = sum(1 for r in recs if r["verdict"] == "pass" and "deviation" in r)
+        xpass = sum(1 for r in recs if unexpected_pass(r))
         parts = [f"{c['pass']} pass"]
         if known:
             parts.append(f"{known} known deviation")
@@ -71,7 +75,8 @@ def summary_lines(doc: dict) -> list[str]:
         if "missing" in d:
             lines.append(f"{name}: missing ({d['missing'][:100]})")
     for e in doc.get("stale_deviations", []):
-        lines.append(f"stale deviation entry in {e['backend']}.toml: {e['id']} ({e['check']})")
+        checks = ", ".join(e["check"]) or "any check"
+        lines.append(f"stale deviation entry in {e['backend']}.toml: {e['id']} ({checks})")
     return lines
 
 
@@ -99,9 +104,12 @@ def merge(docs: list[dict]) -> dict:
                     merged["dtypes"] = {**prev.get("dtypes", {}), **desc.get("dtypes", {})}
                 backends[name] = merged
         environments.extend(d.get("environments", [d["environment"]] if "environment" in d else []))
-    from .deviations import Deviations
-
-    stale_now = [vars(e) for e in Deviations.load().stale(list(records.values()))]
+    # an entry is stale when every run that covered its backend found it stale
+    runs = [({r["backend"] for r in d["records"]},
+             {json.dumps(e, sort_keys=True) for e in d.get("stale_deviations", [])}) for d in docs]
+    candidates = set().union(*(stale for _, stale in runs)) if runs else set()
+    stale_now = [json.loads(k) for k in sorted(candidates)
+                 if all(k in stale for backends, stale in runs if json.loads(k)["backend"] in backends)]
     out = {"environments": environments, "backends": backends,
            "records": sorted(records.values(), key=lambda r: (r["id"], r["check"])),
            "stale_deviations": stale_now}
@@ -133,7 +141,7 @@ def blocks(doc: dict) -> list:
         table.append([key, doc["backends"].get(b, {}).get("version", "?"), c["pass"],
                       sum(1 for r in recs if r["verdict"] in FAILING and "deviation" in r),
                       sum(1 for r in recs if unexpected(r)), c["unsupported"], c["crash"], c["timeout"],
-                      sum(1 for r in recs if r["verdict"] == "pass" and "deviation" in r)])
+                      sum(1 for r in recs if unexpected_pass(r))])
     out.append(("table", header, table))
     missing = [f"{n}: {d['missing']}" for n, d in doc["backends"].items() if "missing" in d]
     if missing:
@@ -181,7 +189,7 @@ def blocks(doc: dict) -> list:
     if stale:
         out.append(("h2", "Stale expected-deviation entries"))
         out.append(("table", ["backend", "pattern", "check", "clause"],
-                    [[e["backend"], e["id"], e["check"], e["clause"]] for e in stale]))
+                    [[e["backend"], e["id"], ", ".join(e["check"]) or "any", e["clause"]] for e in stale]))
     return out
 
 

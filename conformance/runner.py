@@ -148,7 +148,8 @@ class Session:
             return [rec("error", **_verdict_or(reply, judge, expect_raise=True))]
         reply = self.ask(backend, request_for(case, device, mode, grad=True))
         forward = reply
-        if "raised" in reply:  # the backward pass may be what failed or is missing: run the forward alone
+        if "raised" in reply or "died" in reply:
+            # the backward pass may be what failed, crashed or is missing: judge the forward alone
             forward = self.ask(backend, request_for(case, device, mode, grad=False))
         value = _verdict_or(forward, lambda: compare.judge_value(case, unpack(forward["value"])))
         grad = _verdict_or(reply, lambda: compare.judge_grad(case, unpack(reply["grad"])))
@@ -258,12 +259,13 @@ def run(backends: list[str], cases: list[Case], devices=None, modes=None, jobs: 
             sink.close()
     records.sort(key=lambda r: (r["backend"], r["device"], r["mode"], r["dtype"], r["case"], r["check"]))
     deviations = Deviations.load()
-    deviations.annotate(records)
+    by_key = {(c.id, c.dtype): c for c in cases}
+    deviations.annotate(records, by_key)
     return {
         "environment": environment(),
         "backends": {b: descriptions.get(b, {"missing": "not run"}) for b in backends},
         "records": records,
-        "stale_deviations": [vars(e) for e in deviations.stale(records)],
+        "stale_deviations": [vars(e) for e in deviations.stale(records, by_key)],
     }
 
 
