@@ -26,8 +26,8 @@ GENERATOR_VERSION = "1"
 # The words of Case.features, for deviation lists; "invalid:<kind>" (spec.ERROR_CLAUSES) besides.
 FEATURES = (*DTYPES, "p1", "p2", "none", "mean", "sum", "x_nan", "x_inf", "weight_nan", "weight_inf",
             "margin_nan", "margin_inf", "nan", "inf", "z_nan", "z_posinf", "weight", "negative_weight",
-            "zero_weight", "margin_nonpositive", "margin_nonint", "margin_lost", "unbatched", "empty", "one_class", "kink",
-            "near_kink", "int32_target", "float32_target", "legacy")
+            "zero_weight", "margin_nonpositive", "margin_nonint", "margin_lost", "unbatched", "empty",
+            "one_class", "kink", "near_kink", "int32_target", "float32_target", "legacy")
 TARGET_DTYPES = ("int64", "int32", "float32")  # float32: for the MML-10.8 error case
 
 
