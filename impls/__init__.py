@@ -13,6 +13,7 @@ ENTRY_POINT_GROUP = "mmconf.backends"
 
 BUILTIN = {
     "numpy": "impls.numpy_backend:NumpyBackend",
+    "torch": "impls.torch_backend:TorchBackend",
 }
 
 
