@@ -14,6 +14,7 @@ ENTRY_POINT_GROUP = "mmconf.backends"
 BUILTIN = {
     "numpy": "impls.numpy_backend:NumpyBackend",
     "torch": "impls.torch_backend:TorchBackend",
+    "torch-fast": "impls.torch_fast:TorchFastBackend",
 }
 
 
