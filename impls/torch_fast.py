@@ -35,27 +35,24 @@ def multi_margin_loss(input, target, p=1, margin=1.0, weight=None, size_average=
                    None if weight is None else weight.shape)
     if not input.is_floating_point():
         raise TypeError(f"multi_margin_loss: input must be a floating-point tensor, got dtype {input.dtype}")
-    t = target.reshape(-1).long()
+    t = target.reshape(-1, 1).long()  # (N, 1): the index shape of gather and scatter
     if t.numel():
         low, high = torch.aminmax(t)
-        if low < 0 or high >= C:
+        if low.item() < 0 or high.item() >= C:
             raise target_range_error(t[(t < 0) | (t >= C)][0].item(), C)
     loss = _autograd_function().apply(input, t, weight, p, float(margin), reduction)
     return loss.reshape(target.shape) if reduction == "none" else loss
 
 
-def _compute_dtype(dtype):
-    import torch
-
-    return dtype if dtype == torch.float64 else torch.float32
-
-
-def _block_rows(C: int) -> int:
-    return max(1, BLOCK_ELEMENTS // C)
+def _block_rows(N: int, C: int) -> int:
+    """Rows per block: about BLOCK_ELEMENTS elements, at least one row, at most N."""
+    return min(N, max(1, BLOCK_ELEMENTS // C))
 
 
 def _blocks(rows: int, *tensors):
-    """The tensors, each with the same number of rows, split into blocks of `rows` rows (views)."""
+    """The tensors (the same number of rows each) in blocks of `rows` rows; a small input is one block."""
+    if rows >= len(tensors[0]):
+        return (tensors,)
     return zip(*(a.split(rows) for a in tensors))
 
 
@@ -64,12 +61,12 @@ def _row_sums(x, t, T, p, w_per_term):
     import torch
 
     N, C = x.shape
-    rows = _block_rows(C)
-    S = torch.empty(N, dtype=T.dtype, device=x.device)
-    buf = torch.empty(min(rows, N), C, dtype=T.dtype, device=x.device)
+    rows = _block_rows(N, C)
+    S = T.new_empty(N)
+    scratch = T.new_empty(rows, C)  # one block at a time, in cache
     extra = () if w_per_term is None else (w_per_term,)
     for xb, tb, Tb, Sb, *wb in _blocks(rows, x, t, T, S, *extra):
-        h = buf if len(xb) == len(buf) else buf[: len(xb)]
+        h = scratch if len(xb) == rows else scratch[: len(xb)]
         torch.sub(xb, Tb, out=h)  # z = margin - x[y] + x[i]: the one read of x
         h.clamp_min_(0)  # max(0, z), NaN stays NaN (MML-7.1)
         if p == 2:
@@ -82,20 +79,20 @@ def _row_sums(x, t, T, p, w_per_term):
 
 
 def _forward(x, t, weight, p, margin, reduction):
-    """Per-row losses and what backward needs: T_n = x[y] - margin and the unweighted row sums."""
+    """The loss, and what backward needs: T_n = x[y] - margin, the unweighted row sums (None when
+    the terms were weighted one by one) and w[y]."""
+    import torch
+
     N, C = x.shape
-    cdt = _compute_dtype(x.dtype)
-    t = t.view(N, 1)
-    T = x.gather(1, t).to(cdt).sub_(margin)
-    wy = None if weight is None else weight.to(cdt)[t.view(N)]
+    cdt = torch.float64 if x.dtype == torch.float64 else torch.float32  # no float16 overflow (MML-9.3)
+    T = x.gather(1, t).to(cdt).sub_(margin)  # z_i = x_i - T_n
+    wy = None if weight is None else weight.to(cdt)[t]
     if wy is not None and not wy.isfinite().all():
         # an infinite or NaN weight times a zero term is NaN: weigh each term
-        S = _row_sums(x, t, T, p, wy.view(N, 1))
-        losses = S / C
-        S = None  # not the unweighted sums: backward takes its general path
+        losses, S = _row_sums(x, t, T, p, wy) / C, None
     else:
         S = _row_sums(x, t, T, p, None)
-        losses = S / C if wy is None else S * wy / C
+        losses = S / C if wy is None else S * wy.view(N) / C
     if reduction == "none":
         out = losses
     elif reduction == "sum":
@@ -111,22 +108,19 @@ def _backward(grad_out, x, t, T, S, wy, p, reduction):
     import torch
 
     N, C = x.shape
-    cdt = T.dtype
-    t = t.view(N, 1)
-    scale = grad_out.to(cdt).reshape(-1).expand(N) / (C * N if reduction == "mean" else C)
-    if wy is not None:
-        scale = scale * wy
-    scale = scale.view(N, 1) if p == 1 else (2 * scale).view(N, 1)
-    grad = torch.empty(N, C, dtype=x.dtype, device=x.device)
+    grad = x.new_empty(N, C)
     if N == 0:
         return grad
-    # p = 1 has a fast path when every slope is exactly 0 or 1 and every scale is finite: no z is
-    # NaN (no row sum is NaN) and no scale is infinite. Otherwise IEEE rules apply (MML-8.4).
-    mask_path = p == 1 and S is not None and not S.isnan().any() and scale.isfinite().all()
-    rows = _block_rows(C)
-    buf = None if grad.dtype == cdt else torch.empty(min(rows, N), C, dtype=cdt, device=x.device)
+    scale = grad_out.to(T.dtype).reshape(-1, 1).expand(N, 1) * (p / (C * N if reduction == "mean" else C))
+    if wy is not None:
+        scale = scale * wy
+    # p = 1 has a fast path where every slope is exactly 0 or 1 and every scale finite: no z is NaN
+    # (no row sum is) and no scale infinite. Elsewhere IEEE rules make the NaNs (MML-8.4).
+    mask_path = p == 1 and S is not None and bool((S.view(N, 1) * scale).isfinite().all())
+    rows = _block_rows(N, C)
+    scratch = None if grad.dtype == T.dtype else T.new_empty(rows, C)  # float16 and bfloat16: in float32
     for xb, tb, Tb, sb, gb in _blocks(rows, x, t, T, scale, grad):
-        d = gb if buf is None else buf[: len(xb)]
+        d = gb if scratch is None else scratch[: len(xb)]
         if mask_path:
             torch.gt(xb, Tb, out=d)  # [z > 0] as 0 or 1: 0 at the kink (MML-8.2)
             d.scatter_(1, tb, 0)
@@ -141,7 +135,7 @@ def _backward(grad_out, x, t, T, S, wy, p, reduction):
             d.scatter_(1, tb, 0)
             others = d.sum(1, keepdim=True)
         d.scatter_(1, tb, others.neg_())  # minus the sum of the others (MML-8.3)
-        if buf is not None:
+        if scratch is not None:
             gb.copy_(d)
     return grad
 
@@ -154,8 +148,7 @@ def _autograd_function():
     class MultiMarginLoss(torch.autograd.Function):
         @staticmethod
         def forward(ctx, input, t, weight, p, margin, reduction):
-            x = input.reshape(-1, input.shape[-1])
-            out, T, S, wy = _forward(x, t, weight, p, margin, reduction)
+            out, T, S, wy = _forward(input.reshape(-1, input.shape[-1]), t, weight, p, margin, reduction)
             ctx.save_for_backward(input, t, T, S, wy)
             ctx.p, ctx.reduction = p, reduction
             return out
@@ -164,8 +157,7 @@ def _autograd_function():
         @torch.autograd.function.once_differentiable
         def backward(ctx, grad_out):
             input, t, T, S, wy = ctx.saved_tensors
-            x = input.reshape(-1, input.shape[-1])
-            grad = _backward(grad_out, x, t, T, S, wy, ctx.p, ctx.reduction)
+            grad = _backward(grad_out, input.reshape(-1, input.shape[-1]), t, T, S, wy, ctx.p, ctx.reduction)
             return grad.view(input.shape), None, None, None, None, None
 
     return MultiMarginLoss
