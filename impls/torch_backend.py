@@ -111,9 +111,10 @@ class TorchBackend(Backend):
     def compiled(self):
         """The implementation under torch.compile, compiled for every call it sees.
 
-        Dynamo falls back to eager, silently, once a function has been recompiled more often than
-        its limit; raise the limits and make hitting them an error, so 'compile' never tests eager
-        code. Dynamic shapes let one graph serve every shape of a (dtype, p, reduction, ...) kind.
+        Dynamo stops compiling a function once it has been recompiled more often than its limit (8
+        by default) and runs it in eager, silently unless fullgraph: raise the limits and make
+        hitting them an error, so 'compile' never tests eager code. Dynamic shapes let one graph
+        serve every shape of a (dtype, p, reduction, ...) kind, which keeps the golden run short.
         """
         if self._compiled is None:
             import torch
