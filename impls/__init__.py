@@ -15,6 +15,8 @@ BUILTIN = {
     "numpy": "impls.numpy_backend:NumpyBackend",
     "paddle": "impls.paddle_backend:PaddleBackend",
     "mindspore": "impls.mindspore_backend:MindSporeBackend",
+    "torch": "impls.torch_backend:TorchBackend",
+    "torch-fast": "impls.torch_fast:TorchFastBackend",
 }
 
 

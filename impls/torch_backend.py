@@ -1,0 +1,206 @@
+"""PyTorch's native multi_margin_loss, in eager mode (the ATen kernel) and under torch.compile
+(Inductor, which runs the decomposition in torch/_decomp), and the adapter that also runs our own
+PyTorch implementation (impls/torch_fast.py) and `mmconf check --framework torch` kernels.
+
+Nothing here imports torch at module level: the harness imports adapters for repros.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import functools
+import os
+
+import numpy as np
+
+from .base import Backend, Call, Output, kwargs_source
+
+# messages of the native kernels that mean "this dtype or argument kind is not implemented"
+CAPABILITY_GAPS = (
+    "not implemented for 'Half'",
+    "not implemented for 'BFloat16'",
+    "expected scalar type Long but found Int",  # int32 targets (MML-1.5)
+)
+
+
+M_PERTURB = -6  # glibc mallopt parameter
+
+
+@functools.cache
+def _mallopt():
+    return getattr(ctypes.CDLL(None), "mallopt", None)
+
+
+@contextlib.contextmanager
+def reproducible_uninitialised_memory():
+    """Run a call with glibc's M_PERTURB set, so fresh heap memory is filled with a fixed byte (0xAA).
+
+    A kernel that returns memory it never wrote (the ATen CPU kernel does on an empty batch) then
+    returns the same value every time, neither 0 nor NaN, instead of whatever the heap held: its
+    record fails reproducibly rather than passing by chance. Without glibc this does nothing.
+    """
+    mallopt = _mallopt()
+    if mallopt is None:
+        yield
+        return
+    mallopt(M_PERTURB, 0x55)
+    try:
+        yield
+    finally:
+        mallopt(M_PERTURB, 0)
+
+
+def to_tensor(a: np.ndarray, device: str):
+    """A NumPy array (bfloat16 as ml_dtypes) as a tensor of the same dtype on `device`, bit for bit."""
+    import torch
+
+    if not a.flags.c_contiguous:
+        a = a.copy()  # (not np.ascontiguousarray: it turns 0-d arrays into 1-d ones)
+    if a.dtype.name == "bfloat16":
+        return torch.from_numpy(a.view(np.uint16)).view(torch.bfloat16).to(device)
+    return torch.from_numpy(a).to(device)
+
+
+def to_numpy(t) -> np.ndarray:
+    import torch
+
+    t = t.detach().cpu()
+    if t.dtype == torch.bfloat16:
+        import ml_dtypes
+
+        return t.view(torch.int16).numpy().view(ml_dtypes.bfloat16)
+    return t.numpy()
+
+
+class TorchBackend(Backend):
+    name = "torch"
+    module = distribution = "torch"
+    modes = ("eager", "compile")
+    description = ("torch.nn.functional.multi_margin_loss: the ATen kernel (eager) and the "
+                   "torch/_decomp decomposition compiled by Inductor (compile)")
+    fn_import = "import torch.nn.functional as F"
+    fn_expr = "F.multi_margin_loss"
+
+    def __init__(self, fn=None):
+        super().__init__(fn)
+        self._compiled = None
+
+    def load(self) -> None:
+        # Inductor's parallel compile workers are unstable on small machines
+        os.environ.setdefault("TORCHINDUCTOR_COMPILE_THREADS", "1")
+        import torch
+
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+        if self.fn is None:
+            self.fn = torch.nn.functional.multi_margin_loss
+
+    def version(self) -> str:
+        import torch
+
+        return torch.__version__
+
+    def devices(self) -> list[str]:
+        import torch
+
+        return ["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]
+
+    # --- running one call ---
+
+    def compiled(self):
+        """The implementation under torch.compile, compiled for every call it sees.
+
+        Dynamo stops compiling a function once it has been recompiled more often than its limit (8
+        by default) and runs it in eager, silently unless fullgraph: raise the limits and make
+        hitting them an error, so 'compile' never tests eager code. Dynamic shapes let one graph
+        serve every shape of a (dtype, p, reduction, ...) kind, which keeps the golden run short.
+        """
+        if self._compiled is None:
+            import torch
+            import torch._dynamo.config as dynamo
+
+            dynamo.recompile_limit = 1 << 20
+            dynamo.accumulated_recompile_limit = 1 << 20
+            dynamo.fail_on_recompile_limit_hit = True
+            self._compiled = torch.compile(self.fn, fullgraph=True, dynamic=True)
+        return self._compiled
+
+    def function(self, mode: str):
+        return self.compiled() if mode == "compile" else self.fn
+
+    def tensors(self, call: Call, device: str, grad: bool) -> tuple:
+        x = to_tensor(call.x, device).requires_grad_(grad)
+        target = to_tensor(call.target, device)
+        kw = call.kwargs()
+        if call.weight is not None:
+            kw["weight"] = to_tensor(call.weight, device)
+        cot = to_tensor(call.cotangent, device) if grad else None
+        return x, target, kw, cot
+
+    def run(self, call: Call, device: str, mode: str, grad: bool) -> Output:
+        import torch
+
+        fn = self.function(mode)
+        x, target, kw, cot = self.tensors(call, device, grad)
+        with reproducible_uninitialised_memory():
+            out = fn(x, target, **kw)
+            if not grad:
+                return Output(to_numpy(out))
+            (dx,) = torch.autograd.grad(out, x, grad_outputs=cot)
+            return Output(to_numpy(out), to_numpy(dx))
+
+    def prepare(self, call: Call, device: str, mode: str, grad: bool):
+        import torch
+
+        fn = self.function(mode)
+        x, target, kw, cot = self.tensors(call, device, grad)
+        sync = torch.cuda.synchronize if device.startswith("cuda") else lambda: None
+
+        def forward():
+            fn(x, target, **kw)
+            sync()
+
+        def forward_backward():
+            torch.autograd.grad(fn(x, target, **kw), x, grad_outputs=cot)
+            sync()
+
+        return forward_backward if grad else forward
+
+    def peak_memory(self, device: str) -> int | None:
+        if not device.startswith("cuda"):
+            return None
+        import torch
+
+        return torch.cuda.max_memory_allocated(device)
+
+    def reset_peak_memory(self, device: str) -> None:
+        if device.startswith("cuda"):
+            import torch
+
+            torch.cuda.reset_peak_memory_stats(device)
+
+    def unsupported(self, exc: BaseException, call: Call, device: str, mode: str) -> str | None:
+        msg = str(exc)
+        if any(gap in msg for gap in CAPABILITY_GAPS):
+            return msg.strip().splitlines()[0]
+        return super().unsupported(exc, call, device, mode)
+
+    # --- repro ---
+
+    def repro(self, lit: dict, device: str, mode: str, check: str) -> str:
+        dt, grad = f"torch.{lit['dtype']}", check == "grad"
+        lines = ["import torch", self.fn_import, f"device = {device!r}",
+                 f"x = torch.tensor({lit['x']}, dtype={dt}, device=device{', requires_grad=True' if grad else ''})",
+                 f"target = torch.tensor({lit['target']}, dtype=torch.{lit['target_dtype']}, device=device)"]
+        if lit["weight"] is not None:
+            lines.append(f"weight = torch.tensor({lit['weight']}, dtype={dt}, device=device)")
+        fn = self.fn_expr
+        if mode == "compile":
+            lines.append(f"fn = torch.compile({self.fn_expr}, fullgraph=True, dynamic=True)")
+            fn = "fn"
+        lines += [f"out = {fn}(x, target, {kwargs_source(lit)})", "print(out)"]
+        if grad:
+            lines += [f"cotangent = torch.tensor({lit['cotangent']}, dtype={dt}, device=device)",
+                      "print(torch.autograd.grad(out, x, grad_outputs=cotangent)[0])"]
+        return "\n".join(lines)
