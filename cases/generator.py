@@ -230,6 +230,9 @@ def special(f: Family):
             f.add(f"weight-{wname}", dtype=dtype, x=base, target=[1, 3], weight=[1, wv, 1, 1],
                   reduction="none", clauses=[clause, "MML-2.4", "MML-8.4"],
                   doc="The weight of sample 0's target class is special; an inactive term times inf is NaN.")
+        f.add("weight-inf-inactive-term", dtype=dtype, x=[[0.5, -0.25, -5.0, 0.0], base[1]], target=[1, 3],
+              weight=[1, inf, 1, 1], reduction="none", clauses=["MML-7.3", "MML-2.4", "MML-8.4"],
+              doc="An infinite w[y] times the inactive term of class 2 (z = -3.75) is NaN, in value and gradient.")
         f.add("zero-weight-inf-term", dtype=dtype, x=[[0.0, inf, 1.0]], target=[0], weight=[0, 1, 1],
               reduction="none", clauses=["MML-7.3", "MML-2.4"], doc="0 * inf is NaN (MML-7.3).")
 

@@ -25,8 +25,9 @@ GENERATOR_VERSION = "1"
 
 # The words of Case.features, for deviation lists; "invalid:<kind>" (spec.ERROR_CLAUSES) besides.
 FEATURES = (*DTYPES, "p1", "p2", "none", "mean", "sum", "x_nan", "x_inf", "weight_nan", "weight_inf",
-            "margin_nan", "margin_inf", "nan", "inf", "z_nan", "z_posinf", "weight", "negative_weight",
-            "zero_weight", "margin_nonpositive", "margin_nonint", "margin_lost", "unbatched", "empty",
+            "margin_nan", "margin_inf", "nan", "inf", "z_nan", "z_posinf", "w_nonfinite_inactive", "weight",
+            "negative_weight",
+            "zero_weight", "margin_nonpositive", "margin_nonint", "margin_lost", "unbatched", "target_0d", "empty",
             "one_class", "kink", "near_kink", "int32_target", "float32_target", "legacy")
 TARGET_DTYPES = ("int64", "int32", "float32")  # float32: for the MML-10.8 error case
 
@@ -97,6 +98,8 @@ class Case:
         shape = x.shape
         if len(shape) == 1:
             add("unbatched")
+        if np.ndim(self.target) == 0:
+            add("target_0d")
         if len(shape) == 2 and shape[0] == 0:
             add("empty")
         if shape and shape[-1] == 1:
@@ -111,6 +114,10 @@ class Case:
                 add("z_nan")
             if (z == np.inf).any():
                 add("z_posinf")
+            wy = np.ones(len(t)) if w is None else np.asarray(w, dtype=np.float64)[t]
+            inactive = ((z <= 0) | np.isnan(z)) & (np.arange(C)[None, :] != t[:, None])
+            if (~np.isfinite(wy) & inactive.any(axis=1)).any():
+                add("w_nonfinite_inactive")  # a NaN or infinite w[y] on a row with an inactive term
             # margin - x[y] loses the margin entirely when x[y] is 2^precision times larger
             f_ = fmt(self.dtype)
             with np.errstate(invalid="ignore"):
