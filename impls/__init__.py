@@ -13,10 +13,11 @@ ENTRY_POINT_GROUP = "mmconf.backends"
 
 BUILTIN = {
     "numpy": "impls.numpy_backend:NumpyBackend",
-    "paddle": "impls.paddle_backend:PaddleBackend",
-    "mindspore": "impls.mindspore_backend:MindSporeBackend",
     "torch": "impls.torch_backend:TorchBackend",
     "torch-fast": "impls.torch_fast:TorchFastBackend",
+    "triton": "impls.triton_backend:TritonBackend",
+    "paddle": "impls.paddle_backend:PaddleBackend",
+    "mindspore": "impls.mindspore_backend:MindSporeBackend",
 }
 
 
