@@ -127,9 +127,12 @@ class Session:
         if backend not in self._adapters:
             self._adapters[backend] = make_backend(backend)  # framework-free until load()
         try:
-            return self._adapters[backend].repro(literals(call_for(case, check == "grad")), device, mode, check)
+            code = self._adapters[backend].repro(literals(call_for(case, check == "grad")), device, mode, check)
         except Exception as e:  # a repro is a courtesy; never let it cost the record
             return f"# no repro: {type(e).__name__}: {e}"
+        if "np." in code and "import numpy as np" not in code:  # literals of empty arrays use numpy
+            code = "import numpy as np\n" + code
+        return code
 
     def _run_case(self, backend: str, device: str, mode: str, case: Case) -> list[dict]:
         desc = self.describe(backend)

@@ -171,8 +171,11 @@ class Backend:
 
 def py_literal(a) -> str:
     """Python source for an array's values: nested lists, exact floats (repr round-trips),
-    float('nan') and float('inf') for the special values."""
+    float('nan') and float('inf') for the special values; an empty array, whose shape no nested
+    list can carry, as `np.empty(shape)` (the repro then imports numpy as np)."""
     a = np.asarray(a)
+    if a.size == 0 and a.ndim > 1:
+        return f"np.empty({a.shape})"
     if a.ndim == 0:
         v = a.item()
         if isinstance(v, float) and not math.isfinite(v):
