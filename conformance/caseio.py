@@ -352,6 +352,8 @@ def _expectation_to_json(e: Expectation) -> dict:
     d["kinks"] = [[n, i, exact, encode(lo), encode(hi)] for n, i, exact, lo, hi in e.kinks]
     if e.seed_value is not None:
         d["seed_value"] = encode_array(e.seed_value)
+    if e.nan_ok_rows:
+        d["nan_ok_rows"] = e.nan_ok_rows
     return d
 
 
@@ -368,7 +370,8 @@ def _expectation_from_json(d: dict, x_shape: tuple, out_shape: tuple) -> Expecta
         arrays[name] = arr.reshape(x_shape if name.startswith("grad") else out_shape)
     kinks = [(int(n), int(i), bool(exact), decode(lo), decode(hi)) for n, i, exact, lo, hi in d.get("kinks", [])]
     seed = decode_array(d["seed_value"]) if "seed_value" in d else None
-    return Expectation(**arrays, kinks=kinks, seed_value=seed)
+    nan_ok = [int(n) for n in d.get("nan_ok_rows", [])]
+    return Expectation(**arrays, kinks=kinks, seed_value=seed, nan_ok_rows=nan_ok)
 
 
 # --- files ----------------------------------------------------------------------------------------

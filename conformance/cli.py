@@ -147,9 +147,10 @@ def cmd_run(args) -> int:
     out_dir = Path(args.out)
     json_path = Path(args.json) if args.json else out_dir / "results.json"
     journal = json_path.with_name(json_path.stem + ".partial.jsonl")
+    whole_store = not (args.k or args.dtypes or (args.cases and not args.golden))
     doc = run(backends, cases, devices=_split(args.devices), modes=_split(args.modes), jobs=args.jobs,
               timeout=args.timeout, log_dir=out_dir / "logs", progress=_progress(), journal=journal,
-              resume=args.resume)
+              resume=args.resume, whole_store=whole_store)
     report.write_results(doc, json_path)
     journal.unlink(missing_ok=True)
     if not args.json or args.out_given:  # --json alone writes the results only

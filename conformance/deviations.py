@@ -57,11 +57,14 @@ class Deviation:
         """For a fuzzed case: the where-part of the pattern matches and the `when` features hold."""
         if not self.when or not self._covers(record["check"]) or not self._holds(features):
             return False
-        where = self.id
-        if "/" in where:  # cut off the case part: backend-device-mode-dtype remains
-            where = where[: where.rfind("-", 0, where.find("/"))]
         prefix = f"{record['backend']}-{record['device']}-{record['mode']}-{record['dtype']}"
-        return fnmatch.fnmatchcase(prefix, where)
+        return fnmatch.fnmatchcase(prefix, self.where())
+
+    def where(self) -> str:
+        """The backend-device-mode-dtype part of the pattern (the pattern up to the case name)."""
+        if "/" not in self.id:
+            return self.id
+        return self.id[: self.id.rfind("-", 0, self.id.find("/"))]
 
 
 def _check_features(when, where: str) -> tuple:
@@ -119,11 +122,18 @@ class Deviations:
                                   "strict": entry.strict}
 
     def stale(self, records: list[dict], cases: dict) -> list[Deviation]:
-        """Entries of the run's backends that match none of its records."""
-        live = set()
+        """Entries that match none of the run's records although the run covered where they
+        apply: their backend-device-mode-dtype part matches a record (a run of some modes or
+        dtypes only says nothing of the others). Meaningful for runs of the whole golden store."""
+        live, covered = set(), set()
         features = {key: case.features() for key, case in cases.items()}
         for r in records:
             f = features[r["case"], r["dtype"]]
-            live.update(i for i, e in enumerate(self.entries) if e.backend == r["backend"] and e.matches(r, f))
-        backends = {r["backend"] for r in records}
-        return [e for i, e in enumerate(self.entries) if e.backend in backends and i not in live]
+            prefix = f"{r['backend']}-{r['device']}-{r['mode']}-{r['dtype']}"
+            for i, e in enumerate(self.entries):
+                if e.backend == r["backend"]:
+                    if i not in covered and fnmatch.fnmatchcase(prefix, e.where()):
+                        covered.add(i)
+                    if i not in live and e.matches(r, f):
+                        live.add(i)
+        return [e for i, e in enumerate(self.entries) if i in covered and i not in live]

@@ -172,8 +172,8 @@ def pytest_terminal_summary(terminalreporter, config):
     from .deviations import Deviations
 
     cases = _cases(config)
-    records = [{"backend": b, "id": rid, "check": chk, "case": cases[key].id, "dtype": cases[key].dtype}
-               for b, _, _, key, chk, rid in _records(config)]
+    records = [{"backend": b, "device": dev, "mode": mode, "id": rid, "check": chk, "case": cases[key].id,
+                "dtype": cases[key].dtype} for b, dev, mode, key, chk, rid in _records(config)]
     stale = Deviations.load().stale(records, {(c.id, c.dtype): c for c in cases.values()})
     if stale:
         terminalreporter.section("mmconf: stale expected-deviation entries")

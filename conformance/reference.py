@@ -107,6 +107,9 @@ class Expectation:
       evaluation in the dtype may round z across zero. The target element of such a row must
       equal minus the sum of the row's other elements (MML-8.3).
     seed_value: the value under the seed page's reading (weight inside the power; MML-11).
+    nan_ok_rows: rows whose gradient scale g * w[y] / D is not 0 but subnormal or smaller in the
+      dtype: an evaluation may round it to 0, so where the exact gradient is infinite NaN also
+      conforms (MML-12.4).
     """
 
     value: np.ndarray
@@ -117,6 +120,7 @@ class Expectation:
     grad_bound: np.ndarray
     kinks: list = field(default_factory=list)
     seed_value: np.ndarray | None = None
+    nan_ok_rows: list = field(default_factory=list)
 
 
 @dataclass
@@ -196,7 +200,18 @@ def expect(prob: Problem, seed_reading: bool = False) -> Expectation:
         grad_bound=grad_bound,
         kinks=kinks,
         seed_value=seed_value,
+        nan_ok_rows=_underflowing_scales(rows, prob.dtype),
     )
+
+
+def _underflowing_scales(rows: _Rows, dtype: str) -> list[int]:
+    """Rows whose nonzero gradient scale g * w[y] / D, or w[y] itself, is below the dtype's
+    smallest normal number (MML-12.4)."""
+    tiny = 2.0 ** fmt(dtype).emin
+    with np.errstate(all="ignore"):
+        scale = np.abs(rows.cot * rows.w) / rows.divisor
+        small = ((scale < tiny) | (np.abs(rows.w) < tiny)) & (scale != 0) & np.isfinite(scale)
+    return [int(n) for n in np.nonzero(small)[0]]
 
 
 def _round_both(values: list, dtype: str) -> tuple[np.ndarray, np.ndarray]:

@@ -216,11 +216,12 @@ def plan(desc: dict, cases: list[Case], devices=None, modes=None) -> list[tuple[
 
 def run(backends: list[str], cases: list[Case], devices=None, modes=None, jobs: int | None = None,
         timeout: float = 120.0, log_dir: Path | None = None, progress=None, journal: Path | None = None,
-        resume: bool = False) -> dict:
+        resume: bool = False, whole_store: bool = True) -> dict:
     """Run and judge; returns the results document (what results.json holds).
 
     With a `journal`, every finished case's records are appended to it as JSON lines as the run
-    goes; `resume` first reads the journal of an interrupted run and skips what it holds.
+    goes; `resume` first reads the journal of an interrupted run and skips what it holds. Stale
+    deviation entries are looked for only when the run had the `whole_store` of golden cases.
     """
     jobs = jobs or min(len(backends), os.cpu_count() or 1) or 1
     session = Session(timeout=timeout, log_dir=log_dir)
@@ -268,7 +269,7 @@ def run(backends: list[str], cases: list[Case], devices=None, modes=None, jobs: 
         "environment": environment(),
         "backends": {b: descriptions.get(b, {"missing": "not run"}) for b in backends},
         "records": records,
-        "stale_deviations": [vars(e) for e in deviations.stale(records, by_key)],
+        "stale_deviations": [vars(e) for e in deviations.stale(records, by_key)] if whole_store else [],
     }
 
 

@@ -72,16 +72,18 @@ def multi_margin_loss_backward(cotangent, input, target, p=1, margin=1.0, weight
     N = x2.shape[0]
     z, rows = _active(x2, t, margin)
     g = np.asarray(cotangent, dtype=x2.dtype).reshape(-1)
-    scale = (np.broadcast_to(g, (N,)) if reduction == "none" else np.full(N, g.reshape(()), x2.dtype))
-    scale = scale / x2.dtype.type(C * (N if reduction == "mean" else 1))
-    if w is not None:
-        scale = scale * w
+    g = np.broadcast_to(g, (N,)) if reduction == "none" else np.full(N, g.reshape(()), x2.dtype)
     if p == 1:
         slope = (z > 0).astype(x2.dtype)  # 0 at the kink (MML-8.2)
         slope[np.isnan(z)] = np.nan
     else:
         slope = 2 * np.maximum(z, 0)
-    d = slope * scale[:, None]  # an infinite scale times 0 is NaN (MML-8.4)
+    # slope first, then cotangent, weight and 1/D: a scale g * w / D computed apart could underflow
+    # to 0 and turn an infinite slope into NaN; an infinite factor times a 0 slope is NaN (MML-8.4)
+    d = slope * g[:, None]
+    if w is not None:
+        d *= w[:, None]
+    d /= x2.dtype.type(C * (N if reduction == "mean" else 1))
     d[rows, t] = 0
     d[rows, t] = -d.sum(axis=1)
     return d.reshape(x.shape).astype(x.dtype)

@@ -43,7 +43,7 @@ def forward_kernel(x_ptr, t_ptr, w_ptr, margin_ptr, loss_ptr, grad_ptr, N, C, st
         wy = _widen(tl.load(w_ptr + t_safe, mask=row_ok, other=0), BF16, ACC)
     else:
         wy = tl.full((BLOCK_N,), 1.0, ACC)
-    scale = wy / grad_divisor.to(ACC)  # d loss / d term for a unit cotangent: w[y] / (C or C*N)
+    inv_d = 1.0 / grad_divisor.to(ACC)  # d loss / d term for a unit cotangent is w[y] * inv_d
     total = tl.zeros((BLOCK_N,), ACC)
     slope_sum = tl.zeros((BLOCK_N,), ACC)
     for c0 in range(0, C, BLOCK_C):
@@ -61,7 +61,9 @@ def forward_kernel(x_ptr, t_ptr, w_ptr, margin_ptr, loss_ptr, grad_ptr, N, C, st
                 slope = tl.where(z != z, z, slope)  # NaN stays NaN (MML-8.4)
             else:
                 slope = 2.0 * h
-            d = tl.where(other, scale[:, None] * slope, 0.0)
+            # slope times w[y] first: w[y] / D alone could underflow to 0 and turn an infinite
+            # slope into NaN; an infinite w[y] times a 0 slope is NaN, as it should be (MML-8.4)
+            d = tl.where(other, (slope * wy[:, None]) * inv_d, 0.0)
             slope_sum += tl.sum(d, axis=1)
             tl.store(grad_ptr + offsets, _narrow(d, grad_ptr, BF16), mask=inside)
     tl.store(loss_ptr + rows, tl.where(valid, total / C.to(ACC), float("nan")), mask=row_ok)
