@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
+import subprocess
 import sys
 import tempfile
 import time
@@ -250,6 +252,41 @@ def cmd_fuzz(args) -> int:
     return 1 if failed else 0
 
 
+GPU_BACKENDS = "torch,torch-fast,triton,jax"  # what a GPU box has: no TensorFlow, paddle or mindspore needed
+GPU_SIZES = "32x10,4096x1000,256x32768,16384x4096,16384x32768"
+
+
+def cuda_device_name() -> str | None:
+    """The first CUDA device's name, asked of torch (else JAX) in a subprocess; None without one."""
+    probes = ("import torch; print(torch.cuda.get_device_name(0) if torch.cuda.is_available() else '')",
+              "import jax; print(next((d.device_kind for d in jax.devices() if d.platform == 'gpu'), ''))")
+    for code in probes:
+        try:
+            r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+        except subprocess.TimeoutExpired:
+            continue
+        name = r.stdout.strip().splitlines()[-1] if r.returncode == 0 and r.stdout.strip() else ""
+        if name:
+            return name
+    return None
+
+
+def cmd_gpu(args) -> int:
+    """The conformance suite and the benchmark grid on the GPU, into reports/gpu-<device name>/."""
+    name = cuda_device_name()
+    if name is None:
+        print("mmconf gpu: no CUDA device found (neither torch nor JAX sees one)", file=sys.stderr)
+        return 2
+    out = Path(args.out or f"reports/gpu-{re.sub(r'[^a-z0-9]+', '-', name.lower()).strip('-')}")
+    print(f"{name}: conformance, then the benchmark, into {out}/")
+    common = ["--devices", "cuda", "--backends", args.backends, "--out", str(out)]
+    conformance = main(["run", *common, "--timeout", str(args.timeout)])
+    bench = main(["bench", *common, "--sizes", args.sizes, "--budget", str(args.budget)])
+    print(f"merge with a CPU run: mmconf report reports/latest/results.json {out}/results.json "
+          f"reports/latest/bench.json {out}/bench.json --out reports/merged")
+    return bench if bench else conformance
+
+
 def cmd_report(args) -> int:
     """Merge conformance results and bench.json files (several machines) into one report each."""
     from . import report
@@ -472,6 +509,14 @@ def main(argv=None) -> int:
     p.add_argument("--out", default="reports/latest", help="report directory (default: reports/latest)")
     p.add_argument("--timeout", type=float, default=600.0, help="seconds one row may take (default 600)")
     p.set_defaults(fn=cmd_bench)
+
+    p = sub.add_parser("gpu", help="the conformance suite and the benchmark grid on the GPU, in one go")
+    p.add_argument("--backends", default=GPU_BACKENDS, help=f"comma-separated backends (default {GPU_BACKENDS})")
+    p.add_argument("--sizes", default=GPU_SIZES, help=f"benchmark sizes (default {GPU_SIZES})")
+    p.add_argument("--budget", type=float, default=0.5, help="seconds of measured rounds per bench row (default 0.5)")
+    p.add_argument("--timeout", type=float, default=120.0, help="seconds a case may take (default 120)")
+    p.add_argument("--out", help="report directory (default reports/gpu-<device name>)")
+    p.set_defaults(fn=cmd_gpu)
 
     p = sub.add_parser("report", help="merge results or bench JSON files (several machines) into one report")
     p.add_argument("results", nargs="+")

@@ -57,3 +57,8 @@ def test_run_golden_numpy_writes_report(tmp_path):
     md = (tmp_path / "rep" / "conformance.md").read_text()
     assert "MML-8.2" in md and "numpy/eager (cpu)" in md
     assert (tmp_path / "rep" / "index.html").read_text().startswith("<!DOCTYPE html>")
+
+
+def test_gpu_command_without_a_gpu_says_so():
+    r = mmconf("gpu")
+    assert r.returncode == 2 and "no CUDA device" in r.stderr
