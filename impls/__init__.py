@@ -13,6 +13,7 @@ ENTRY_POINT_GROUP = "mmconf.backends"
 
 BUILTIN = {
     "numpy": "impls.numpy_backend:NumpyBackend",
+    "jax": "impls.jax_backend:JaxBackend",
 }
 
 

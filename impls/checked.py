@@ -13,6 +13,7 @@ import importlib
 # framework name -> the adapter class that runs a callable of that framework
 FRAMEWORKS = {
     "numpy": "impls.numpy_backend:NumpyBackend",
+    "jax": "impls.jax_backend:JaxBackend",
 }
 
 
