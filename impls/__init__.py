@@ -14,6 +14,7 @@ ENTRY_POINT_GROUP = "mmconf.backends"
 BUILTIN = {
     "numpy": "impls.numpy_backend:NumpyBackend",
     "jax": "impls.jax_backend:JaxBackend",
+    "tensorflow": "impls.tf_backend:TensorFlowBackend",
 }
 
 

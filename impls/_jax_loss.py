@@ -213,16 +213,22 @@ def _fast_is_exact(reduction, x, t, wy, margin, losses=None, value=None, g=None,
 # --- the exact path: float64 scaled by powers of two, through the bits ----------------------------
 
 
-def _pow2(n):
-    """2.0 ** n in float64 for integer n, built from its bits (n clamped to the normal range)."""
-    biased = (jnp.clip(n, -1022, 1023) + 1023).astype(jnp.uint64) << 52
-    return lax.bitcast_convert_type(biased, jnp.float64)
+_EXPONENT_FIELD = np.uint64(0x7FF << 52)
+_MANTISSA_FIELD = np.uint64((1 << 52) - 1)
+_SIGN_FIELD = np.uint64(1 << 63)
 
 
 def _ldexp(v, n):
-    """v * 2**n for float64 v in two exact steps (no intermediate leaves the range of v and the result)."""
-    half = n // 2
-    return v * _pow2(half) * _pow2(n - half)
+    """v * 2**n for float64 v by adding n to its exponent field: exact, and out of reach of float
+    rewrites (a product of two scale factors may flush). Results beyond the normal range become 0
+    or infinity; zeros, infinities and NaN stay as they are."""
+    bits = lax.bitcast_convert_type(v, jnp.uint64)
+    e = ((bits & _EXPONENT_FIELD) >> 52).astype(jnp.int64)
+    scaled_e = e + n
+    sign = bits & _SIGN_FIELD
+    scaled = sign | (jnp.clip(scaled_e, 0, 0x7FF).astype(jnp.uint64) << 52)
+    scaled = jnp.where((scaled_e > 0) & (scaled_e < 0x7FF), scaled | (bits & _MANTISSA_FIELD), scaled)
+    return lax.bitcast_convert_type(jnp.where((e == 0) | (e == 0x7FF), bits, scaled), jnp.float64)
 
 
 def _fields(v):

@@ -14,6 +14,7 @@ import importlib
 FRAMEWORKS = {
     "numpy": "impls.numpy_backend:NumpyBackend",
     "jax": "impls.jax_backend:JaxBackend",
+    "tensorflow": "impls.tf_backend:TensorFlowBackend",
 }
 
 
