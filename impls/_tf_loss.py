@@ -154,23 +154,22 @@ def _at_least(v, bound):
     """|v| >= bound, or v is exactly 0 (told from a subnormal by its bits), NaN or infinite."""
     uint, width = _FORMATS[v.dtype][:2]
     zero = tf.bitwise.left_shift(tf.bitcast(v, uint), tf.constant(1, uint)) == 0  # the sign bit shifted out
-    return zero | ~(tf.abs(v) < tf.cast(bound, v.dtype))
+    return zero | ~(tf.abs(v) < tf.constant(bound, v.dtype))
 
 
 def _fast_is_exact(reduction, x, t, wy, margin, result, losses=None, g=None):
     """Whether the fast path's `result` is within its bounds: finite (else an intermediate may have
     overflowed) and not touched by flushed subnormals (see _GUARD)."""
     guard = _GUARD[margin.dtype]
-    ok = tf.reduce_all(tf.math.is_finite(result))
-    ok &= tf.cast(tf.size(x), tf.float64) <= guard.d_max
+    rows = ~(tf.maximum(tf.abs(margin), tf.abs(_target_scores(x, t, margin.dtype))) < guard.z)
     if losses is not None and reduction != "none":
-        ok &= tf.reduce_all(_at_least(losses, guard.loss))
+        rows &= _at_least(losses, guard.loss)
     if g is not None:
-        ok &= tf.reduce_all(_at_least(g, guard.w))
+        rows &= _at_least(g, guard.w)
     if wy is not None:
-        ok &= tf.reduce_all(_at_least(wy, guard.w))
-    scores = tf.maximum(tf.abs(margin), tf.abs(_target_scores(x, t, margin.dtype)))
-    return ok & tf.reduce_all(~(scores < guard.z))
+        rows &= _at_least(wy, guard.w)
+    small = tf.cast(tf.size(x), tf.float64) <= guard.d_max
+    return small & tf.reduce_all(rows) & tf.reduce_all(tf.math.is_finite(result))
 
 
 def _forward(p, reduction, x, t, wy, margin):

@@ -21,6 +21,11 @@ def multi_margin_loss(input, target, p=1, margin=1.0, weight=None, size_average=
                 reduction=reduction)
 
 
+# compiled functions kept (least recently used dropped): margins are static, so a long run over
+# many margins would otherwise hold compiled code without bound
+KEEP_COMPILED = 64
+
+
 def _static_kwargs(call: Call) -> dict:
     """The call's keyword arguments but the weight (an array argument)."""
     kw = call.kwargs()
@@ -69,6 +74,7 @@ class JaxBackend(Backend):
         kw = _static_kwargs(call)
         key = (mode, grad, repr(sorted(kw.items())))
         if key in self._compiled:
+            self._compiled[key] = self._compiled.pop(key)  # most recently used last
             return self._compiled[key]
         fn = self.fn
 
@@ -80,6 +86,8 @@ class JaxBackend(Backend):
             return value, vjp(cotangent.astype(value.dtype))[0]
 
         self._compiled[key] = jax.jit(value_and_grad) if mode == "jit" else value_and_grad
+        while len(self._compiled) > KEEP_COMPILED:
+            del self._compiled[next(iter(self._compiled))]
         return self._compiled[key]
 
     def _arguments(self, call: Call, device: str):

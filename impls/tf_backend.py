@@ -18,6 +18,10 @@ from .base import Backend, Call, NoBackward, Output, kwargs_source
 _MISSING_KERNEL = ("Could not find device for node", "No OpKernel was registered",
                    "is not in the list of allowed values", "not supported")
 
+# tf.functions kept (least recently used dropped): margins are static, so a long run over many
+# margins would otherwise hold traced and compiled code without bound
+KEEP_COMPILED = 64
+
 
 def multi_margin_loss(input, target, p=1, margin=1.0, weight=None, size_average=None, reduce=None,
                       reduction="mean"):
@@ -81,6 +85,7 @@ class TensorFlowBackend(Backend):
         del kw["weight"]
         key = (mode, grad, repr(sorted(kw.items())))
         if key in self._functions:
+            self._functions[key] = self._functions.pop(key)  # most recently used last
             return self._functions[key]
         fn = self.fn
 
@@ -98,6 +103,8 @@ class TensorFlowBackend(Backend):
         if mode != "eager":
             value_and_grad = tf.function(value_and_grad, jit_compile=mode == "xla")
         self._functions[key] = value_and_grad
+        while len(self._functions) > KEEP_COMPILED:
+            del self._functions[next(iter(self._functions))]
         return value_and_grad
 
     def _arguments(self, call: Call, device: str):
@@ -124,7 +131,7 @@ class TensorFlowBackend(Backend):
         def step():
             with tf.device(where):
                 fn(*args)
-            tf.experimental.sync_devices()
+            tf.test.experimental.sync_devices()  # every output is ready
 
         return step
 
