@@ -182,7 +182,8 @@ def _forward(p, reduction, x, t, wy, margin):
 def _backward(p, reduction, x, t, wy, margin, cotangent):
     g = tf.cast(cotangent, margin.dtype)
     dx = _grad(p, x, t, wy, margin, _divisor(reduction, x, margin.dtype), g)
-    fast = _fast_is_exact(reduction, x, t, wy, margin, dx, g=g)
+    # each target element is minus its row's sum: finite there means finite everywhere
+    fast = _fast_is_exact(reduction, x, t, wy, margin, tf.gather(dx, tf.maximum(t, 0), batch_dims=1), g=g)
     return tf.cond(fast, lambda: tf.cast(dx, x.dtype),
                    lambda: _exact_grad(p, reduction, x, t, wy, margin, cotangent))
 
