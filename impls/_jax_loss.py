@@ -187,8 +187,6 @@ def _fast_is_exact(reduction, x, t, wy, margin, losses=None, value=None, g=None,
     have overflowed) and not touched by flushed subnormals (see _GUARD). Per-row conditions are
     combined before the one reduction: each reduction costs XLA several small kernels."""
     finite = jnp.isfinite(value) if g is None else jnp.isfinite(g_sums)  # per row, or one for the batch
-    if not jax.config.read("jax_enable_x64"):
-        return jnp.all(finite)  # the exact path needs float64; without it the fast path is all there is
     guard = _GUARD[np.dtype(margin.dtype)]
     if x.shape[0] * x.shape[1] > guard.d_max:
         return jnp.bool_(False)
@@ -318,12 +316,20 @@ def _exact_grad(p, reduction, x, t, wy, margin, g):
 # --- the differentiable function ------------------------------------------------------------------
 
 
+def _choose(fast, fast_result, exact_result):
+    """The fast result where `fast`, else the exact one. The exact path needs float64: without
+    JAX's x64 mode the fast path is all there is."""
+    if not jax.config.read("jax_enable_x64"):
+        return fast_result()
+    return lax.cond(fast, fast_result, exact_result)
+
+
 def _forward(p, reduction, x, t, wy, margin, grad: bool):
     """(value, residuals for the backward pass or None)."""
     rows = _fast_rows(p, reduction, x, t, wy, margin, grad)
     value = _reduce(rows[0], reduction)
     fast = _fast_is_exact(reduction, x, t, wy, margin, losses=rows[0], value=value)
-    value = lax.cond(fast, lambda: value.astype(x.dtype), lambda: _exact_value(p, reduction, x, t, wy, margin))
+    value = _choose(fast, lambda: value.astype(x.dtype), lambda: _exact_value(p, reduction, x, t, wy, margin))
     return value, ((x, t, wy, margin, rows[1], fast) if grad else None)
 
 
@@ -346,8 +352,8 @@ def _loss_bwd(p, reduction, residuals, cotangent):
     D = _divisor(reduction, *x.shape)
     g = cotangent.astype(margin.dtype)
     fast &= _fast_is_exact(reduction, x, t, wy, margin, g=g, g_sums=g * unit_sums)
-    dx = lax.cond(fast, lambda: _grad(p, x, t, wy, margin, D, g, unit_sums).astype(x.dtype),
-                  lambda: _exact_grad(p, reduction, x, t, wy, margin, cotangent))
+    dx = _choose(fast, lambda: _grad(p, x, t, wy, margin, D, g, unit_sums).astype(x.dtype),
+                 lambda: _exact_grad(p, reduction, x, t, wy, margin, cotangent))
     return dx, None, None, None
 
 
