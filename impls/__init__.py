@@ -18,6 +18,8 @@ BUILTIN = {
     "triton": "impls.triton_backend:TritonBackend",
     "paddle": "impls.paddle_backend:PaddleBackend",
     "mindspore": "impls.mindspore_backend:MindSporeBackend",
+    "jax": "impls.jax_backend:JaxBackend",
+    "tensorflow": "impls.tf_backend:TensorFlowBackend",
 }
 
 

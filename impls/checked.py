@@ -14,6 +14,8 @@ import importlib
 FRAMEWORKS = {
     "numpy": "impls.numpy_backend:NumpyBackend",
     "torch": "impls.torch_backend:TorchBackend",
+    "jax": "impls.jax_backend:JaxBackend",
+    "tensorflow": "impls.tf_backend:TensorFlowBackend",
 }
 
 

@@ -1,0 +1,155 @@
+"""Our JAX and TensorFlow implementations beyond the golden cases: the importable functions' errors,
+what they do with gradients they do not implement, repros that run, and `mmconf check` with the
+JAX adapter. Each framework runs in a subprocess of its own (TensorFlow must not meet PaddlePaddle
+or MindSpore in one process)."""
+
+import importlib.util
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+needs_jax = pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="jax is not installed")
+needs_tf = pytest.mark.skipif(importlib.util.find_spec("tensorflow") is None, reason="tensorflow is not installed")
+
+
+def python(code: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, cwd=ROOT,
+                          env={"TF_CPP_MIN_LOG_LEVEL": "3", "PATH": "/usr/bin:/bin"})
+
+
+def check(target, framework, *extra):
+    return subprocess.run([sys.executable, "-m", "conformance", "check", target, "--framework", framework, *extra],
+                          capture_output=True, text=True, cwd=ROOT)
+
+
+@needs_jax
+def test_jax_function_errors_and_gradients():
+    r = python("""
+        import jax
+        jax.config.update("jax_enable_x64", True)
+        import jax.numpy as jnp
+        import numpy as np
+        from impls.jax_backend import multi_margin_loss as mml
+
+        x, t = jnp.array([[1.0, 2.0, 3.0], [0.5, 0.0, -1.0]]), jnp.array([2, 0])
+        for call, kind, words in [
+            (lambda: mml(x, t, p=3), ValueError, "p must be 1 or 2"),
+            (lambda: mml(x, t, reduction="avg"), ValueError, "reduction"),
+            (lambda: mml(x, jnp.array([0, 3])), IndexError, "target values must lie in [0, 3), got 3"),
+            (lambda: mml(x, jnp.array([-1, 0])), IndexError, "got -1"),
+            (lambda: mml(x, jnp.array([0.0, 1.0])), TypeError, "target must hold integer"),
+            (lambda: jax.jit(lambda x: mml(x, jnp.array([0, 1, 2])))(x), ValueError, "target shape"),
+            (lambda: jax.grad(lambda w: mml(x, t, weight=w))(jnp.ones(3)), NotImplementedError, "weight"),
+        ]:
+            try:
+                call()
+                raise SystemExit(f"no {kind.__name__} for {words!r}")
+            except kind as e:
+                assert words in str(e), str(e)
+        # traced: the out-of-range sample is NaN, the others are not
+        out = jax.jit(lambda x, t: mml(x, t, reduction="none"))(x, jnp.array([2, 7]))
+        assert not np.isnan(out[0]) and np.isnan(out[1]), out
+        # float32 computes in float32 with x64 on; a weight as a closed-over constant is fine
+        assert mml(x.astype(jnp.float32), t).dtype == jnp.float32
+        assert jax.grad(lambda x: mml(x, t, weight=jnp.array([1.0, 2.0, 0.5])))(x).shape == x.shape
+        print("ok")
+    """)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stdout + r.stderr
+
+
+@needs_jax
+def test_jax_without_x64_still_computes():
+    r = python("""
+        import jax.numpy as jnp
+        from impls.jax_backend import multi_margin_loss as mml
+        x = jnp.array([[1.0, 2.0, 3.0]], jnp.float32)
+        print(float(mml(x, jnp.array([0]), margin=1.0)))
+    """)
+    assert r.returncode == 0 and abs(float(r.stdout) - 5 / 3) < 1e-6, r.stdout + r.stderr
+
+
+@needs_jax
+def test_jax_prepare_compiles_once():
+    r = python("""
+        import numpy as np
+        from impls.base import Call
+        from impls.jax_backend import JaxBackend
+        b = JaxBackend()
+        b.load()
+        x = np.random.default_rng(0).standard_normal((64, 10)).astype(np.float32)
+        call = Call(x=x, target=np.arange(64) % 10, p=1, margin=1.0, weight=None, reduction="mean",
+                    cotangent=np.ones((), np.float32))
+        step = b.prepare(call, "cpu", "jit", grad=True)
+        step(); step()
+        (fn,) = b._compiled.values()
+        assert fn._cache_size() == 1, fn._cache_size()
+        print("ok")
+    """)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stdout + r.stderr
+
+
+@needs_tf
+def test_tensorflow_function_errors_and_gradients():
+    r = python("""
+        import numpy as np
+        import tensorflow as tf
+        from impls.tf_backend import multi_margin_loss as mml
+
+        x, t = tf.constant([[1.0, 2.0, 3.0], [0.5, 0.0, -1.0]]), tf.constant([2, 0])
+        for call, kind, words in [
+            (lambda: mml(x, t, p=0), ValueError, "p must be 1 or 2"),
+            (lambda: mml(x, tf.constant([0, 3])), IndexError, "target values must lie in [0, 3), got 3"),
+            (lambda: mml(x, tf.constant([0.0, 1.0])), TypeError, "target must hold integer"),
+            (lambda: tf.function(lambda x: mml(x, tf.constant([[0, 1]])))(x), ValueError, "target shape"),
+        ]:
+            try:
+                call()
+                raise SystemExit(f"no {kind.__name__} for {words!r}")
+            except kind as e:
+                assert words in str(e), str(e)
+        for jit in (False, True):
+            out = tf.function(lambda x, t: mml(x, t, reduction="none"), jit_compile=jit)(x, tf.constant([2, -1]))
+            assert not np.isnan(out[0]) and np.isnan(out[1]), out
+        w = tf.Variable([1.0, 2.0, 0.5])
+        with tf.GradientTape(persistent=True) as tape:
+            tape.watch(x)
+            loss = mml(x, t, weight=w)
+        assert tape.gradient(loss, w) is None and tape.gradient(loss, x).shape == x.shape
+        print("ok")
+    """)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stdout + r.stderr
+
+
+@pytest.mark.parametrize("backend, mode", [
+    pytest.param("jax", "jit", marks=needs_jax),
+    pytest.param("tensorflow", "xla", marks=needs_tf),
+    pytest.param("tensorflow", "eager", marks=needs_tf),
+])
+def test_repros_run(backend, mode):
+    """Repros pasted into a fresh interpreter print the value and the gradient."""
+    from conformance.caseio import load_golden
+    from conformance.runner import call_for
+    from impls import load_backend
+    from impls.base import literals
+
+    adapter = load_backend(backend)
+    cases = {(c.id, c.dtype): c for c in load_golden()}
+    examples = [(("special/nan-other-p1", "float16"), "nan"), (("subnormal/subnormal-inputs", "bfloat16"), "e-")]
+    for key, shows in examples:
+        source = adapter.repro(literals(call_for(cases[key], grad=True)), "cpu", mode, "grad")
+        r = python(source)
+        assert r.returncode == 0, source + "\n" + r.stderr
+        assert shows in r.stdout and len(r.stdout.strip().splitlines()) >= 3, r.stdout
+
+
+@needs_jax
+def test_check_a_jax_kernel():
+    r = check("tests.kernels.jax_kernels:correct", "jax", "--dtypes", "float32", "-k", "basic/,options/")
+    assert r.returncode == 0 and "verdict: CONFORMS" in r.stdout, r.stdout + r.stderr
+    r = check("tests.kernels.jax_kernels:weight_inside", "jax", "--dtypes", "float32", "-k", "errata/",
+              "--modes", "jit", "--show", "50")
+    assert r.returncode == 1 and "DOES NOT CONFORM" in r.stdout and "errata/p2-weight2" in r.stdout, r.stdout
