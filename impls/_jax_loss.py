@@ -176,10 +176,14 @@ def _fast_rows(p, reduction, x, t, wy, margin, grad: bool):
 
 
 def _at_least(v, bound):
-    """|v| >= bound, or v is exactly 0 (told from a subnormal by its bits), NaN or infinite."""
+    """|v| >= bound, or v is exactly 0 (told from a subnormal by its bits), NaN or infinite.
+
+    Integer comparisons of the bits alone: XLA's CPU compiler turns a bit test for zero that is
+    fused with float operations into a float comparison, which calls a flushed subnormal zero."""
     uint = _FORMATS[np.dtype(v.dtype)][0]
-    zero = (lax.bitcast_convert_type(v, uint) << 1) == 0  # the sign bit shifted out
-    return zero | ~(jnp.abs(v) < bound)
+    magnitude = lax.bitcast_convert_type(v, uint) & jnp.array(np.iinfo(uint).max >> 1, uint)  # no sign
+    one = jnp.array(1, uint)
+    return magnitude - one >= np.array(bound, v.dtype).view(uint) - one  # 0 - 1 wraps to the largest
 
 
 def _fast_is_exact(reduction, x, t, wy, margin, losses=None, value=None, g=None, g_sums=None):

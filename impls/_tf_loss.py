@@ -151,10 +151,15 @@ def _reduce(losses, reduction):
 
 
 def _at_least(v, bound):
-    """|v| >= bound, or v is exactly 0 (told from a subnormal by its bits), NaN or infinite."""
+    """|v| >= bound, or v is exactly 0 (told from a subnormal by its bits), NaN or infinite.
+
+    Integer comparisons of the bits alone: XLA's CPU compiler turns a bit test for zero that is
+    fused with float operations into a float comparison, which calls a flushed subnormal zero."""
     uint, width = _FORMATS[v.dtype][:2]
-    zero = tf.bitwise.left_shift(tf.bitcast(v, uint), tf.constant(1, uint)) == 0  # the sign bit shifted out
-    return zero | ~(tf.abs(v) < tf.constant(bound, v.dtype))
+    magnitude = tf.bitwise.bitwise_and(tf.bitcast(v, uint), tf.constant((1 << (width - 1)) - 1, uint))  # no sign
+    one = tf.constant(1, uint)
+    bound_bits = tf.constant(np.array(bound, v.dtype.as_numpy_dtype).view(uint.as_numpy_dtype), uint)
+    return magnitude - one >= bound_bits - one  # 0 - 1 wraps to the largest
 
 
 def _fast_is_exact(reduction, x, t, wy, margin, result, losses=None, g=None):

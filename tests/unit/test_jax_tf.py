@@ -92,6 +92,46 @@ def test_jax_prepare_compiles_once():
     assert r.returncode == 0 and r.stdout.strip() == "ok", r.stdout + r.stderr
 
 
+GUARD_CODE = textwrap.dedent("""
+    import numpy as np
+    for dt in (np.float32, np.float64):
+        tiny = np.finfo(dt).tiny
+        v = np.array([0, -0.0, tiny / 3, -tiny / 3, 2.0**-21, 2.0**-20, -1, np.inf, np.nan], dt)
+        want = [True, True, False, False, False, True, True, True, True]
+        for name, fn in FUNCTIONS.items():
+            got = np.asarray(fn(v)).tolist()
+            assert got == want, (name, dt, got)
+    print("ok")
+""")
+
+
+@needs_jax
+def test_jax_subnormal_guard_in_every_mode():
+    """The guard that sends tiny values to the exact path tells a subnormal from zero when XLA
+    compiles it fused with float operations (which flush subnormals on a CPU)."""
+    r = python(textwrap.dedent("""
+        import jax
+        jax.config.update("jax_enable_x64", True)
+        import jax.numpy as jnp
+        from impls._jax_loss import _at_least
+        FUNCTIONS = {"eager": lambda v: _at_least(v, 2.0**-20),
+                     "jit, fused": jax.jit(lambda v: _at_least(v, 2.0**-20) | (jnp.abs(v) > 5.0))}
+    """) + GUARD_CODE)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stdout + r.stderr
+
+
+@needs_tf
+def test_tensorflow_subnormal_guard_in_every_mode():
+    r = python(textwrap.dedent("""
+        import tensorflow as tf
+        from impls._tf_loss import _at_least
+        fused = lambda v: _at_least(v, 2.0**-20) | (tf.abs(v) > 5.0)
+        FUNCTIONS = {"eager": lambda v: _at_least(tf.constant(v), 2.0**-20),
+                     "function": tf.function(fused), "xla": tf.function(fused, jit_compile=True)}
+    """) + GUARD_CODE)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stdout + r.stderr
+
+
 @needs_tf
 def test_tensorflow_function_errors_and_gradients():
     r = python("""
