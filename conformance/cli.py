@@ -430,6 +430,15 @@ def _bench_summary(doc: dict, comparison, compared_with: str | None) -> None:
         print(f"regression check: {'FAILED' if comparison.failed else 'passed'} ({counts})")
 
 
+def _add_case_selection(p) -> None:
+    """The options that choose the cases of `run` and `check`."""
+    p.add_argument("--cases", action="append", metavar="FILE", help="a case file (repeatable); "
+                   "replaces the golden cases unless --golden is given")
+    p.add_argument("--golden", action="store_true", help="with --cases: run the golden cases too")
+    p.add_argument("--dtypes", help="comma-separated dtypes (default: all)")
+    p.add_argument("-k", help="comma-separated substrings of '<dtype>-<family>/<case>' to select")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="mmconf", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -445,13 +454,9 @@ def main(argv=None) -> int:
 
     p = sub.add_parser("run", help="run the golden cases (and --cases files) through the backends")
     p.add_argument("--backends", help="comma-separated backend names (default: all installed)")
-    p.add_argument("--cases", action="append", metavar="FILE", help="a case file (repeatable); "
-                   "replaces the golden cases unless --golden is given")
-    p.add_argument("--golden", action="store_true", help="with --cases: run the golden cases too")
+    _add_case_selection(p)
     p.add_argument("--devices", help="comma-separated devices, e.g. cpu,cuda (default: all found)")
     p.add_argument("--modes", help="comma-separated modes (default: every mode of each backend)")
-    p.add_argument("--dtypes", help="comma-separated dtypes (default: all)")
-    p.add_argument("-k", help="comma-separated substrings of '<dtype>-<family>/<case>' to select")
     p.add_argument("--json", help="where to write the results JSON (default: OUT/results.json)")
     p.add_argument("--out", default="reports/latest", help="report directory (default: reports/latest)")
     p.add_argument("--jobs", type=int, help="backends run at once (default: the number of CPUs)")
@@ -463,13 +468,9 @@ def main(argv=None) -> int:
     p = sub.add_parser("check", help="check your own kernel (MODULE:CALLABLE) against every golden case")
     p.add_argument("callable", metavar="MODULE:CALLABLE")
     p.add_argument("--framework", default="torch", help="torch, jax, tensorflow or numpy (default torch)")
-    p.add_argument("--cases", action="append", metavar="FILE", help="a case file (repeatable); "
-                   "replaces the golden cases unless --golden is given")
-    p.add_argument("--golden", action="store_true", help="with --cases: run the golden cases too")
+    _add_case_selection(p)
     p.add_argument("--devices", help="comma-separated devices (default: all the framework finds)")
     p.add_argument("--modes", help="comma-separated modes (default: every mode of the adapter)")
-    p.add_argument("--dtypes", help="comma-separated dtypes (default: all)")
-    p.add_argument("-k", help="comma-separated substrings of '<dtype>-<family>/<case>' to select")
     p.add_argument("--json", help="write every record to this results JSON")
     p.add_argument("--show", type=int, default=25, help="failures to list (default 25)")
     p.add_argument("--timeout", type=float, default=120.0, help="seconds a case may take (default 120)")
