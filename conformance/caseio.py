@@ -8,6 +8,7 @@ harness computes them. Nothing here imports a framework, and nothing is ever unp
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -18,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from . import spec
-from .floats import DTYPES, decode, decode_array, encode, encode_array, fmt, representable, round_array
+from .floats import DTYPES, decode, decode_array, encode, encode_array, representable, round_array
 from .reference import Expectation, Problem, expect
 
 GENERATOR_VERSION = "1"
@@ -27,7 +28,7 @@ GENERATOR_VERSION = "1"
 FEATURES = (*DTYPES, "p1", "p2", "none", "mean", "sum", "x_nan", "x_inf", "weight_nan", "weight_inf",
             "margin_nan", "margin_inf", "nan", "inf", "z_nan", "z_posinf", "w_nonfinite_inactive", "weight",
             "negative_weight",
-            "zero_weight", "margin_nonpositive", "margin_nonint", "margin_lost", "unbatched", "target_0d", "empty",
+            "zero_weight", "margin_nonpositive", "margin_nonint", "own_term_inexact", "unbatched", "target_0d", "empty",
             "one_class", "kink", "near_kink", "int32_target", "float32_target", "legacy")
 TARGET_DTYPES = ("int64", "int32", "float32")  # float32: for the MML-10.8 error case
 
@@ -72,6 +73,18 @@ class Case:
     @property
     def size(self) -> int:
         return int(np.size(self.x))
+
+    def _own_term_inexact(self, xy: np.ndarray, wy: np.ndarray) -> bool:
+        """Whether the target's own term, w[y] * ((margin - x[y]) + x[y])^p rounded step by step in
+        the dtype, differs from w[y] * margin^p rounded: a formulation that sums all C terms and then
+        subtracts the target's (w[y] * margin^p / C) leaves the difference behind. Rounding of
+        margin - x[y] loses part of the margin, or all of it when x[y] is much larger."""
+        rnd = functools.partial(round_array, dtype=self.dtype)
+        with np.errstate(invalid="ignore", over="ignore"):
+            h = rnd(rnd(rnd(np.array([self.margin])) - xy) + xy)
+            own = rnd(wy * rnd(h ** self.p))
+            subtracted = rnd(wy * rnd(np.array([self.margin ** self.p])))
+            return bool((np.isfinite(xy) & np.isfinite(wy) & np.isfinite(subtracted) & (own != subtracted)).any())
 
     def features(self) -> set[str]:
         """What kind of input this is, in the vocabulary of FEATURES: deviation lists use it to say
@@ -118,11 +131,8 @@ class Case:
             inactive = ((z <= 0) | np.isnan(z)) & (np.arange(C)[None, :] != t[:, None])
             if (~np.isfinite(wy) & inactive.any(axis=1)).any():
                 add("w_nonfinite_inactive")  # a NaN or infinite w[y] on a row with an inactive term
-            # margin - x[y] loses the margin entirely when x[y] is 2^precision times larger
-            f_ = fmt(self.dtype)
-            with np.errstate(invalid="ignore"):
-                if (np.abs(x2[np.arange(len(t)), t]) >= 2.0**f_.precision * abs(self.margin)).any():
-                    add("margin_lost")
+            if self._own_term_inexact(x2[np.arange(len(t)), t], wy):
+                add("own_term_inexact")
         if f & {"x_nan", "weight_nan", "margin_nan"}:
             add("nan")
         if f & {"x_inf", "weight_inf", "margin_inf"}:

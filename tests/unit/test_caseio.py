@@ -120,3 +120,18 @@ def test_tampered_golden_file_is_refused(tmp_path, damage):
         verify_manifest(store)
     with pytest.raises(CaseError, match="kinks.json"):
         load_golden(store)
+
+
+@pytest.mark.parametrize("x, target, margin, dtype, present, absent", [
+    # 0.1 - 0.25 needs 25 bits in float32; 1 - 0.25 + 0.25 is exact; 2^25 swallows the margin 1
+    ([[0.0, 0.25]], [1], 0.1, "float32", {"own_term_inexact", "margin_nonint", "none"}, {"z_nan", "z_posinf"}),
+    ([[0.0, 0.25]], [1], 1.0, "float32", set(), {"own_term_inexact", "margin_nonint"}),
+    ([[0.0, 2.0**25]], [1], 1.0, "float32", {"own_term_inexact"}, set()),
+    ([[0.0, 2.0**25]], [1], 1.0, "float64", set(), {"own_term_inexact"}),
+    ([[np.inf, 0.0]], [1], 1.0, "float64", {"x_inf", "inf", "z_posinf"}, {"own_term_inexact", "z_nan"}),
+    ([[np.inf, np.inf]], [1], 1.0, "float64", {"z_nan"}, {"z_posinf"}),
+])
+def test_features_name_what_the_input_is(x, target, margin, dtype, present, absent):
+    case = Case(id="t/f", dtype=dtype, x=np.array(x), target=np.array(target), margin=margin, reduction="none")
+    features = case.features()
+    assert present <= features and not (absent & features), features
