@@ -21,8 +21,8 @@ def multi_margin_loss(input, target, p=1, margin=1.0, weight=None, size_average=
                 reduction=reduction)
 
 
-# compiled functions kept (least recently used dropped): margins are static, so a long run over
-# many margins would otherwise hold compiled code without bound
+# static configurations whose compiled code is kept: margins are static, and JAX caches code per
+# shape, so a long run over many margins and shapes would otherwise hold gigabytes of it
 KEEP_COMPILED = 64
 
 
@@ -74,8 +74,10 @@ class JaxBackend(Backend):
         kw = _static_kwargs(call)
         key = (mode, grad, repr(sorted(kw.items())))
         if key in self._compiled:
-            self._compiled[key] = self._compiled.pop(key)  # most recently used last
             return self._compiled[key]
+        if len(self._compiled) >= KEEP_COMPILED:
+            self._compiled.clear()
+            jax.clear_caches()  # JAX's own caches too (bounded only at thousands of entries each)
         fn = self.fn
 
         def value_and_grad(x, target, weight, cotangent):
@@ -86,8 +88,6 @@ class JaxBackend(Backend):
             return value, vjp(cotangent.astype(value.dtype))[0]
 
         self._compiled[key] = jax.jit(value_and_grad) if mode == "jit" else value_and_grad
-        while len(self._compiled) > KEEP_COMPILED:
-            del self._compiled[next(iter(self._compiled))]
         return self._compiled[key]
 
     def _arguments(self, call: Call, device: str):
