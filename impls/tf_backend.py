@@ -18,8 +18,9 @@ from .base import Backend, Call, NoBackward, Output, kwargs_source
 _MISSING_KERNEL = ("Could not find device for node", "No OpKernel was registered",
                    "is not in the list of allowed values", "not supported")
 
-# tf.functions kept (least recently used dropped): margins are static, so a long run over many
-# margins would otherwise hold traced and compiled code without bound
+# static configurations whose tf.functions are kept (all are dropped when that many are held):
+# margins are static, so a long run over many margins would otherwise hold traced and compiled
+# code without bound
 KEEP_COMPILED = 64
 
 
@@ -85,8 +86,9 @@ class TensorFlowBackend(Backend):
         del kw["weight"]
         key = (mode, grad, repr(sorted(kw.items())))
         if key in self._functions:
-            self._functions[key] = self._functions.pop(key)  # most recently used last
             return self._functions[key]
+        if len(self._functions) >= KEEP_COMPILED:
+            self._functions.clear()
         fn = self.fn
 
         def value_and_grad(x, target, weight, cotangent):
@@ -103,8 +105,6 @@ class TensorFlowBackend(Backend):
         if mode != "eager":
             value_and_grad = tf.function(value_and_grad, jit_compile=mode == "xla")
         self._functions[key] = value_and_grad
-        while len(self._functions) > KEEP_COMPILED:
-            del self._functions[next(iter(self._functions))]
         return value_and_grad
 
     def _arguments(self, call: Call, device: str):
