@@ -19,14 +19,14 @@ from pathlib import Path
 import numpy as np
 
 from . import spec
-from .floats import DTYPES, decode, decode_array, encode, encode_array, representable, round_array
+from .floats import DTYPES, decode, decode_array, encode, encode_array, fmt, representable, round_array
 from .reference import Expectation, Problem, expect
 
 GENERATOR_VERSION = "1"
 
 # The words of Case.features, for deviation lists; "invalid:<kind>" (spec.ERROR_CLAUSES) besides.
 FEATURES = (*DTYPES, "p1", "p2", "none", "mean", "sum", "x_nan", "x_inf", "weight_nan", "weight_inf",
-            "margin_nan", "margin_inf", "nan", "inf", "z_nan", "z_posinf", "w_nonfinite_inactive", "weight",
+            "margin_nan", "margin_inf", "nan", "inf", "x_subnormal", "z_nan", "z_posinf", "w_nonfinite_inactive", "weight",
             "negative_weight",
             "zero_weight", "margin_nonpositive", "margin_nonint", "own_term_inexact", "unbatched", "target_0d", "empty",
             "one_class", "kink", "near_kink", "int32_target", "float32_target", "legacy")
@@ -104,6 +104,9 @@ class Case:
                 add("negative_weight")
             if (w == 0).any():
                 add("zero_weight")
+        with np.errstate(invalid="ignore"):
+            if ((x != 0) & (np.abs(x) < 2.0 ** fmt(self.dtype).emin)).any():
+                add("x_subnormal")
         if self.margin <= 0:
             add("margin_nonpositive")
         if not (np.isfinite(self.margin) and float(self.margin).is_integer()):

@@ -129,7 +129,9 @@ def test_tampered_golden_file_is_refused(tmp_path, damage):
     ([[0.0, 2.0**25]], [1], 1.0, "float32", {"own_term_inexact"}, set()),
     ([[0.0, 2.0**25]], [1], 1.0, "float64", set(), {"own_term_inexact"}),
     ([[np.inf, 0.0]], [1], 1.0, "float64", {"x_inf", "inf", "z_posinf"}, {"own_term_inexact", "z_nan"}),
-    ([[np.inf, np.inf]], [1], 1.0, "float64", {"z_nan"}, {"z_posinf"}),
+    ([[np.inf, np.inf]], [1], 1.0, "float64", {"z_nan"}, {"z_posinf", "x_subnormal"}),
+    ([[2.0**-130, 0.0]], [1], 1.0, "bfloat16", {"x_subnormal"}, set()),
+    ([[2.0**-130, 0.0]], [1], 1.0, "float64", set(), {"x_subnormal"}),
 ])
 def test_features_name_what_the_input_is(x, target, margin, dtype, present, absent):
     case = Case(id="t/f", dtype=dtype, x=np.array(x), target=np.array(target), margin=margin, reduction="none")
