@@ -26,10 +26,10 @@ GENERATOR_VERSION = "1"
 
 # The words of Case.features, for deviation lists; "invalid:<kind>" (spec.ERROR_CLAUSES) besides.
 FEATURES = (*DTYPES, "p1", "p2", "none", "mean", "sum", "x_nan", "x_inf", "weight_nan", "weight_inf",
-            "margin_nan", "margin_inf", "nan", "inf", "x_subnormal", "z_nan", "z_posinf", "w_nonfinite_inactive", "weight",
-            "negative_weight",
-            "zero_weight", "margin_nonpositive", "margin_nonint", "own_term_inexact", "unbatched", "target_0d", "empty",
-            "one_class", "kink", "near_kink", "int32_target", "float32_target", "legacy")
+            "margin_nan", "margin_inf", "nan", "inf", "x_subnormal", "z_nan", "z_posinf", "w_nonfinite_inactive",
+            "weight", "negative_weight", "zero_weight", "margin_nonpositive", "margin_nonint", "own_term_inexact",
+            "unbatched", "target_0d", "empty", "one_class", "kink", "near_kink", "int32_target", "float32_target",
+            "legacy")
 TARGET_DTYPES = ("int64", "int32", "float32")  # float32: for the MML-10.8 error case
 
 
