@@ -21,8 +21,8 @@ def multi_margin_loss(input, target, p=1, margin=1.0, weight=None, size_average=
                 reduction=reduction)
 
 
-# static configurations whose compiled code is kept: margins are static, and JAX caches code per
-# shape, so a long run over many margins and shapes would otherwise hold gigabytes of it
+# configurations (static arguments, shapes, dtypes) whose compiled code is kept: a long run over
+# many margins and shapes would otherwise hold gigabytes of it
 KEEP_COMPILED = 64
 
 
@@ -72,7 +72,9 @@ class JaxBackend(Backend):
         import jax
 
         kw = _static_kwargs(call)
-        key = (mode, grad, repr(sorted(kw.items())))
+        # JAX compiles per shape and dtype as well: they count towards KEEP_COMPILED
+        arrays = [a for a in (call.x, call.target, call.weight) if a is not None]
+        key = (mode, grad, repr(sorted(kw.items())), tuple((a.shape, a.dtype.str) for a in arrays))
         if key in self._compiled:
             return self._compiled[key]
         if len(self._compiled) >= KEEP_COMPILED:
