@@ -226,8 +226,9 @@ def _findings(records) -> list:
             lines.append(f"Reason: {d['reason']}")
         lines.append(f"{len(recs)} record(s), e.g. `{r['id']}` ({r['check']}): {r.get('detail', '')}")
         if "expected" in r:
+            bound = float(r.get("bound") or 0)  # results.json writes an infinite bound as 'inf'
             lines.append(f"Expected `{_short(r['expected'])}`, got `{_short(r.get('got'))}`"
-                         + (f" at {r['at']}" if "at" in r else "") + f" (bound {r.get('bound', 0):.3g}).")
+                         + (f" at {r['at']}" if "at" in r else "") + f" (bound {bound:.3g}).")
         out.append(("p", " ".join(lines)))
         if r.get("repro"):
             out.append(("code", r["repro"]))
