@@ -62,3 +62,13 @@ def test_run_golden_numpy_writes_report(tmp_path):
 def test_gpu_command_without_a_gpu_says_so():
     r = mmconf("gpu")
     assert r.returncode == 2 and "no CUDA device" in r.stderr
+
+
+def test_findings_read_an_infinite_bound_back_from_results_json():
+    from conformance.report import _findings
+
+    record = {"verdict": "fail", "backend": "b", "mode": "m", "device": "cpu", "family": "special",
+              "check": "grad", "clauses": ["MML-8.4"], "id": "special/x", "expected": ["inf"], "got": ["nan"],
+              "bound": "inf"}  # results.json writes infinities as strings
+    text = " ".join(str(block[1]) for block in _findings([record]))
+    assert "(bound inf)" in text and "NEW FAILURE" in text
