@@ -55,6 +55,12 @@ class Call:
             kw["reduction"] = self.reduction
         return kw
 
+    def static_kwargs(self) -> dict:
+        """kwargs() but the weight: the arguments a traced function is specialised on."""
+        kw = self.kwargs()
+        del kw["weight"]
+        return kw
+
     def arrays(self) -> dict:
         out = {"x": self.x, "target": self.target}
         if self.weight is not None:

@@ -26,13 +26,6 @@ def multi_margin_loss(input, target, p=1, margin=1.0, weight=None, size_average=
 KEEP_COMPILED = 64
 
 
-def _static_kwargs(call: Call) -> dict:
-    """The call's keyword arguments but the weight (an array argument)."""
-    kw = call.kwargs()
-    del kw["weight"]
-    return kw
-
-
 class JaxBackend(Backend):
     name = "jax"
     module = distribution = "jax"
@@ -71,7 +64,7 @@ class JaxBackend(Backend):
         configuration in `jit` mode."""
         import jax
 
-        kw = _static_kwargs(call)
+        kw = call.static_kwargs()
         # JAX compiles per shape and dtype as well: they count towards KEEP_COMPILED
         arrays = [a for a in (call.x, call.target, call.weight) if a is not None]
         key = (mode, grad, repr(sorted(kw.items())), tuple((a.shape, a.dtype.str) for a in arrays))

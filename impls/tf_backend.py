@@ -82,8 +82,7 @@ class TensorFlowBackend(Backend):
         configuration in the traced modes."""
         import tensorflow as tf
 
-        kw = call.kwargs()
-        del kw["weight"]
+        kw = call.static_kwargs()
         key = (mode, grad, repr(sorted(kw.items())))
         if key in self._functions:
             return self._functions[key]
