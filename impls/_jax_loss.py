@@ -11,9 +11,10 @@ reduction and no N*C residual.
 Subnormals. XLA on CPU flushes subnormal inputs and results to zero (FTZ/DAZ), which the error
 model (MML-12) does not allow where the loss itself is tiny. The fast path is exact enough unless
 the call holds tiny scores, weights, cotangents or losses (see `_GUARD`); such calls are recomputed
-on a path that cannot flush: every value is scaled by a power of two into float64's normal range
-(exactly, through its bits), the loss is computed there, and results are rounded back through their
-bits. That path needs JAX's x64 mode; without it the fast path is all there is.
+on a path that cannot flush: every term's scores (and each weight and cotangent) are scaled by a
+power of two into float64's normal range (exactly, through their bits), the terms are computed
+there and summed at a common scale, and results are rounded back through their bits. That path
+needs JAX's x64 mode; without it the fast path is all there is.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ _GUARD = {
     np.dtype(np.float32): SimpleNamespace(z=2.0**-10, w=2.0**-20, loss=2.0**-100, d_max=2**40),
     np.dtype(np.float64): SimpleNamespace(z=2.0**-200, w=2.0**-200, loss=2.0**-960, d_max=2**60),
 }
-_SCALED_MAX_EXPONENT = 200  # the exact path scales each input's largest magnitude to about 2**200
+_SCALED_MAX_EXPONENT = 200  # the exact path scales each term to about 2**200
 
 # bits of the IEEE formats: (unsigned type, mantissa bits, exponent bias, smallest normal exponent)
 _FORMATS = {
@@ -129,14 +130,13 @@ def _row_sums(p, x, t, wy, margin, D, grad: bool):
     return losses, jnp.where(own, 0, _unit_scale(wy, margin, D) * _slopes(h, p)).sum(axis=1)
 
 
-def _grad(p, x, t, wy, margin, D, g, unit_sums=None):
+def _grad(p, x, t, wy, margin, D, g, unit_sums):
     """The input gradient for per-row cotangents g; the target elements are minus their rows'
-    other elements (MML-8.1, MML-8.3), given as `unit_sums` or summed here."""
+    other elements (MML-8.1, MML-8.3), given for a unit cotangent as `unit_sums`."""
     z, own = _scores(x, t, margin)
     g = jnp.broadcast_to(g, (x.shape[0],))[:, None]
     d = jnp.where(own, 0, g * (_unit_scale(wy, margin, D) * _slopes(jnp.maximum(z, 0), p)))
-    target = -d.sum(axis=1, keepdims=True) if unit_sums is None else -(g * unit_sums[:, None])
-    return jnp.where(own, target, d)
+    return jnp.where(own, -(g * unit_sums[:, None]), d)
 
 
 def _reduce(losses, reduction):
@@ -250,14 +250,14 @@ def _exponent(v):
     return jnp.maximum(e, 1).astype(jnp.int32) - bias, finite
 
 
-def _scale_exponent(v, axis=None):
-    """k such that 2**k times each value's magnitude (or the largest finite one along `axis`) is
+def _scale_exponent(*values):
+    """k such that 2**k times the largest finite magnitude among `values` (broadcast together) is
     about 2**_SCALED_MAX_EXPONENT."""
-    e, finite = _exponent(v)
-    e = jnp.where(finite, e, -(1 << 20))
-    if axis is not None:
-        e = jnp.max(e, axis=axis, initial=-(1 << 20))
-    return _SCALED_MAX_EXPONENT - e
+    exponents = []
+    for v in values:
+        e, finite = _exponent(v)
+        exponents.append(jnp.where(finite, e, -(1 << 20)))
+    return _SCALED_MAX_EXPONENT - functools.reduce(jnp.maximum, exponents)
 
 
 def _widen(v, k):
@@ -280,41 +280,62 @@ def _narrow(v, k, dtype):
     return jnp.where(subnormal, lax.bitcast_convert_type(bits, dtype), _ldexp(v, k).astype(dtype))
 
 
-def _widened(x, wy, margin, g=None):
-    """The inputs in float64, each row's scores and margin scaled by a power of two that brings
-    their largest finite magnitude to about 2**_SCALED_MAX_EXPONENT, and each weight and cotangent
-    by its own; with the exponents of those scales (per row)."""
-    kx = jnp.minimum(_scale_exponent(x, axis=1), _scale_exponent(margin))
-    kw = 0 if wy is None else _scale_exponent(wy)
-    kg = None if g is None else jnp.broadcast_to(_scale_exponent(g), kx.shape)
-    wide = (_widen(x, kx[:, None]), None if wy is None else _widen(wy, kw), _widen(margin, kx))
-    return wide + ((None,) if g is None else (_widen(g, kg),)), (kx, kw, kg)
+def _scaled(v):
+    """(v * 2**k in float64, k), k bringing each value's magnitude to about 2**_SCALED_MAX_EXPONENT."""
+    k = _scale_exponent(v)
+    return _widen(v, k), k
 
 
-def _sum_scaled(v, k):
-    """sum(v * 2**-k) as (s, K) with the sum equal to s * 2**-K: rows brought to the scale of the
-    largest of them first, so that only terms negligible against it can flush."""
+def _scaled_scores(x, t, margin):
+    """(z * 2**k, k, own): every term's score in float64 scaled by its own power of two, the one
+    that brings the largest of |margin|, |x[y]| and |x[i]| (MML-12.1's M_i) to about
+    2**_SCALED_MAX_EXPONENT. Per term, not per row: a row may span more binades than float64's
+    normal range, and a term's sign must not depend on its row's other scores. What can still
+    flush lies far below the term's error allowance."""
+    xy = jnp.take_along_axis(x, jnp.maximum(t, 0)[:, None], axis=1, mode="clip")
+    xy = jnp.where(t[:, None] >= 0, xy, jnp.nan)  # NaN for an out-of-range target (MML-10.9)
+    k = _scale_exponent(x, xy, margin)
+    z = (_widen(margin, k) - _widen(xy, k)) + _widen(x, k)
+    own = lax.broadcasted_iota(jnp.int32, z.shape, 1) == t[:, None]
+    return z, k, own
+
+
+def _sum_scaled(v, k, axis=None):
+    """sum(v * 2**-k) along `axis` as (s, K) with the sum equal to s * 2**-K: the terms brought to
+    the scale of the largest of them first, so that only terms negligible against it can flush."""
     e, finite = _exponent(v)
-    top = jnp.max(jnp.where(finite & (v != 0), e - k, -(1 << 20)), initial=-(1 << 20))
+    top = jnp.max(jnp.where(finite & (v != 0), e - k, -(1 << 20)), axis=axis, initial=-(1 << 20))
     K = jnp.where(top > -(1 << 20), _SCALED_MAX_EXPONENT - top, 0)
-    return _ldexp(v, K - k).sum(), K
+    return _ldexp(v, (K if axis is None else jnp.expand_dims(K, axis)) - k).sum(axis=axis), K
 
 
 def _exact_value(p, reduction, x, t, wy, margin):
-    (X, W, m, _), (kx, kw, _) = _widened(x, wy, margin)
-    (losses,) = _row_sums(p, X, t, W, m, _divisor(reduction, *x.shape), grad=False)
-    k = p * kx + kw  # each row's loss is scaled by 2**k
+    z, k, own = _scaled_scores(x, t, margin)
+    h = jnp.maximum(z, 0)  # propagates NaN (MML-7.1)
+    terms, k = (h * h if p == 2 else h), p * k
+    if wy is not None:
+        W, kw = _scaled(wy)
+        terms, k = W[:, None] * terms, k + kw[:, None]  # per term, so inf * 0 is NaN (MML-2.4, MML-7.3)
+    losses, K = _sum_scaled(jnp.where(own, 0, terms), k, axis=1)  # the target's own term is left out
+    losses = losses / x.shape[1]
     if reduction == "none":
-        return _narrow(losses, -k, x.dtype)
-    total, K = _sum_scaled(losses, k)
+        return _narrow(losses, -K, x.dtype)
+    total, K = _sum_scaled(losses, K)
     # the mean of an empty batch is 0 / 0 = NaN (MML-6.3)
     return _narrow(total if reduction == "sum" else total / x.shape[0], -K, x.dtype)
 
 
 def _exact_grad(p, reduction, x, t, wy, margin, g):
-    (X, W, m, G), (kx, kw, kg) = _widened(x, wy, margin, g)
-    dx = _grad(p, X, t, W, m, _divisor(reduction, *x.shape), G)
-    return _narrow(dx, -(kg + kw + (p - 1) * kx)[:, None], x.dtype)
+    z, k, own = _scaled_scores(x, t, margin)
+    G, kg = _scaled(jnp.broadcast_to(g, (x.shape[0],)))
+    if wy is not None:
+        W, kw = _scaled(wy)
+        G, kg = G * W, kg + kw
+    d = (G / _divisor(reduction, *x.shape))[:, None] * _slopes(jnp.maximum(z, 0), p)
+    k = kg[:, None] + (p - 1) * k  # each element is scaled by 2**k
+    d = jnp.where(own, 0, d)
+    total, K = _sum_scaled(d, k, axis=1)  # each target element is minus its row's others (MML-8.3)
+    return jnp.where(own, _narrow(-total, -K, x.dtype)[:, None], _narrow(d, -k, x.dtype))
 
 
 # --- the differentiable function ------------------------------------------------------------------

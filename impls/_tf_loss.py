@@ -8,13 +8,14 @@ The fast path computes in float32 (float64 for float64 inputs). TensorFlow, like
 subnormal inputs and results to zero on CPU, which the error model (MML-12) does not allow where the
 loss itself is tiny. The fast path is exact enough unless the call holds tiny scores, weights,
 cotangents or losses, or a fast result overflowed (see `_GUARD`); such calls are recomputed on a
-path that cannot flush: every value is scaled by a power of two into float64's normal range
-(exactly, through its bits), the loss is computed there, and results are rounded back through
-their bits.
+path that cannot flush: every term's scores (and each weight and cotangent) are scaled by a power
+of two into float64's normal range (exactly, through their bits), the terms are computed there and
+summed at a common scale, and results are rounded back through their bits.
 """
 
 from __future__ import annotations
 
+import functools
 from types import SimpleNamespace
 
 import numpy as np
@@ -31,7 +32,7 @@ _GUARD = {
     tf.float32: SimpleNamespace(z=2.0**-10, w=2.0**-20, loss=2.0**-100, d_max=2**40),
     tf.float64: SimpleNamespace(z=2.0**-200, w=2.0**-200, loss=2.0**-960, d_max=2**60),
 }
-_SCALED_MAX_EXPONENT = 200  # the exact path scales each input's largest magnitude to about 2**200
+_SCALED_MAX_EXPONENT = 200  # the exact path scales each term to about 2**200
 _NO_EXPONENT = -(1 << 20)
 
 # bits of the IEEE formats: (unsigned type, width, mantissa bits, exponent bias, smallest normal exponent)
@@ -233,14 +234,14 @@ def _exponent(v):
     return tf.maximum(e, 1) - bias, e < (1 << (width - 1 - mant)) - 1
 
 
-def _scale_exponent(v, axis=None):
-    """k such that 2**k times each value's magnitude (or the largest finite one along `axis`) is
+def _scale_exponent(*values):
+    """k such that 2**k times the largest finite magnitude among `values` (broadcast together) is
     about 2**_SCALED_MAX_EXPONENT."""
-    e, finite = _exponent(v)
-    e = tf.where(finite, e, _NO_EXPONENT)
-    if axis is not None:
-        e = tf.maximum(tf.reduce_max(e, axis=axis), _NO_EXPONENT)
-    return _SCALED_MAX_EXPONENT - e
+    exponents = []
+    for v in values:
+        e, finite = _exponent(v)
+        exponents.append(tf.where(finite, e, _NO_EXPONENT))
+    return _SCALED_MAX_EXPONENT - functools.reduce(tf.maximum, exponents)
 
 
 def _widen(v, k):
@@ -264,39 +265,61 @@ def _narrow(v, k, dtype):
     return tf.where(subnormal, tf.bitcast(bits, dtype), tf.cast(_ldexp(v, k), dtype))
 
 
-def _widened(x, wy, margin, g=None):
-    """The inputs in float64, each row's scores and margin scaled by a power of two that brings
-    their largest finite magnitude to about 2**_SCALED_MAX_EXPONENT, and each weight and cotangent
-    by its own; with the exponents of those scales (per row)."""
-    kx = tf.minimum(_scale_exponent(x, axis=1), _scale_exponent(margin))
-    kw = 0 if wy is None else _scale_exponent(wy)
-    kg = None if g is None else tf.broadcast_to(_scale_exponent(g), tf.shape(kx))
-    wide = (_widen(x, kx[:, None]), None if wy is None else _widen(wy, kw), _widen(margin, kx))
-    return wide + ((None,) if g is None else (_widen(g, kg),)), (kx, kw, kg)
+def _scaled(v):
+    """(v * 2**k in float64, k), k bringing each value's magnitude to about 2**_SCALED_MAX_EXPONENT."""
+    k = _scale_exponent(v)
+    return _widen(v, k), k
 
 
-def _sum_scaled(v, k):
-    """sum(v * 2**-k) as (s, K) with the sum equal to s * 2**-K: rows brought to the scale of the
-    largest of them first, so that only terms negligible against it can flush."""
+def _scaled_scores(x, t, margin):
+    """(z * 2**k, k, own): every term's score in float64 scaled by its own power of two, the one
+    that brings the largest of |margin|, |x[y]| and |x[i]| (MML-12.1's M_i) to about
+    2**_SCALED_MAX_EXPONENT. Per term, not per row: a row may span more binades than float64's
+    normal range, and a term's sign must not depend on its row's other scores. What can still
+    flush lies far below the term's error allowance."""
+    xy = tf.gather(x, tf.maximum(t, 0), batch_dims=1)[:, None]
+    xy = tf.where(t[:, None] >= 0, xy, tf.constant(np.nan, x.dtype))  # NaN for an out-of-range target (MML-10.9)
+    k = _scale_exponent(x, xy, margin)
+    z = (_widen(margin, k) - _widen(xy, k)) + _widen(x, k)
+    own = tf.range(tf.shape(x)[1])[None, :] == t[:, None]
+    return z, k, own
+
+
+def _sum_scaled(v, k, axis=None):
+    """sum(v * 2**-k) along `axis` as (s, K) with the sum equal to s * 2**-K: the terms brought to
+    the scale of the largest of them first, so that only terms negligible against it can flush."""
     e, finite = _exponent(v)
-    top = tf.maximum(tf.reduce_max(tf.where(finite & (v != 0), e - k, _NO_EXPONENT)), _NO_EXPONENT)
+    top = tf.maximum(tf.reduce_max(tf.where(finite & (v != 0), e - k, _NO_EXPONENT), axis=axis), _NO_EXPONENT)
     K = tf.where(top > _NO_EXPONENT, _SCALED_MAX_EXPONENT - top, 0)
-    return tf.reduce_sum(_ldexp(v, K - k)), K
+    return tf.reduce_sum(_ldexp(v, (K if axis is None else tf.expand_dims(K, axis)) - k), axis=axis), K
 
 
 def _exact_value(p, reduction, x, t, wy, margin):
-    (X, W, m, _), (kx, kw, _) = _widened(x, wy, margin)
-    losses = _row_losses(p, X, t, W, m)
-    k = p * kx + kw  # each row's loss is scaled by 2**k
+    z, k, own = _scaled_scores(x, t, margin)
+    h = tf.maximum(z, 0)  # propagates NaN (MML-7.1)
+    terms, k = (h * h if p == 2 else h), p * k
+    if wy is not None:
+        W, kw = _scaled(wy)
+        terms, k = W[:, None] * terms, k + kw[:, None]  # per term, so inf * 0 is NaN (MML-2.4, MML-7.3)
+    terms = tf.where(own, tf.zeros_like(terms), terms)  # the target's own term is left out (MML-2.2)
+    losses, K = _sum_scaled(terms, k, axis=1)
+    losses = losses / tf.cast(tf.shape(x)[1], tf.float64)
     if reduction == "none":
-        return _narrow(losses, -k, x.dtype)
-    total, K = _sum_scaled(losses, k)
+        return _narrow(losses, -K, x.dtype)
+    total, K = _sum_scaled(losses, K)
     if reduction == "mean":
         total = total / tf.cast(tf.shape(x)[0], tf.float64)  # the mean of nothing is 0 / 0 = NaN (MML-6.3)
     return _narrow(total, -K, x.dtype)
 
 
 def _exact_grad(p, reduction, x, t, wy, margin, g):
-    (X, W, m, G), (kx, kw, kg) = _widened(x, wy, margin, g)
-    dx = _grad(p, X, t, W, m, _divisor(reduction, x, tf.float64), G)
-    return _narrow(dx, -(kg + kw + (p - 1) * kx)[:, None], x.dtype)
+    z, k, own = _scaled_scores(x, t, margin)
+    G, kg = _scaled(tf.broadcast_to(g, tf.shape(t)))
+    if wy is not None:
+        W, kw = _scaled(wy)
+        G, kg = G * W, kg + kw
+    d = (G / _divisor(reduction, x, tf.float64))[:, None] * _slopes(tf.maximum(z, 0), p)
+    k = kg[:, None] + (p - 1) * k  # each element is scaled by 2**k
+    d = tf.where(own, tf.zeros_like(d), d)
+    total, K = _sum_scaled(d, k, axis=1)  # each target element is minus its row's others (MML-8.3)
+    return tf.where(own, _narrow(-total, -K, x.dtype)[:, None], _narrow(d, -k, x.dtype))
