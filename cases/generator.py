@@ -190,6 +190,14 @@ def subnormal(f: Family):
               doc="Squares of subnormals underflow to zero.")
         f.add("signed-zeros", dtype=dtype, x=[[-0.0, 0.0, -0.0], [0.0, -0.0, 0.0]], target=[0, 1],
               margin=-0.0, reduction="none", doc="Zero margin and zero scores of both signs.")
+        # scores from near overflow down to a subnormal (float64: more binades than its normal range)
+        big, r = {"float16": (2.0**14, 2.0**-6), "float64": (2.0**1022, 2.0**-500)}.get(dtype, (2.0**126, 2.0**-60))
+        f.add("wide-rows", dtype=dtype, x=[[0.0, 3 * s, -big, big / 2], [0.0, 3 * s, -big, 0.0]], target=[0, 0],
+              margin=0.0, reduction="none", clauses=["MML-8.1"],
+              doc="Rows spanning the whole range: the tiny positive score keeps its slope and, in row 2, its value.")
+        f.add("wide-rows-p2", dtype=dtype, x=[[0.0, r, -big, -r], [r, -big, 0.0, -r]], target=[0, 2], p=2,
+              weight=[3.0, 1.0, 0.5, 1.0], margin=0.0, reduction="sum", clauses=["MML-8.1", "MML-5.1"],
+              doc="The same with p = 2 and a weight: a small score whose square is the whole loss.")
 
 
 @family([], "NaN and infinities at the target, at competitors, in the weight and in the margin.")
