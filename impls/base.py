@@ -61,6 +61,13 @@ class Call:
         del kw["weight"]
         return kw
 
+    def trace_key(self) -> tuple:
+        """What a tracing framework compiles one function for: the static kwargs and each array's
+        shape and dtype."""
+        arrays = (self.x, self.target, self.weight, self.cotangent)
+        shapes = tuple(None if a is None else (np.shape(a), np.asarray(a).dtype.str) for a in arrays)
+        return repr(sorted(self.static_kwargs().items())), shapes
+
     def arrays(self) -> dict:
         out = {"x": self.x, "target": self.target}
         if self.weight is not None:

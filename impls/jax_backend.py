@@ -65,9 +65,7 @@ class JaxBackend(Backend):
         import jax
 
         kw = call.static_kwargs()
-        # JAX compiles per shape and dtype as well: they count towards KEEP_COMPILED
-        arrays = [a for a in (call.x, call.target, call.weight) if a is not None]
-        key = (mode, grad, repr(sorted(kw.items())), tuple((a.shape, a.dtype.str) for a in arrays))
+        key = (mode, grad, call.trace_key())  # each of which JAX compiles anew: they count towards KEEP_COMPILED
         if key in self._compiled:
             return self._compiled[key]
         if len(self._compiled) >= KEEP_COMPILED:

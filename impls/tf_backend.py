@@ -18,9 +18,9 @@ from .base import Backend, Call, NoBackward, Output, kwargs_source
 _MISSING_KERNEL = ("Could not find device for node", "No OpKernel was registered",
                    "is not in the list of allowed values", "not supported")
 
-# static configurations whose tf.functions are kept (all are dropped when that many are held):
-# margins are static, so a long run over many margins would otherwise hold traced and compiled
-# code without bound
+# traced configurations kept (all are dropped when that many are held): margins are static and
+# every shape is traced anew, so a long run would otherwise hold traced and compiled code without
+# bound
 KEEP_COMPILED = 64
 
 
@@ -83,7 +83,7 @@ class TensorFlowBackend(Backend):
         import tensorflow as tf
 
         kw = call.static_kwargs()
-        key = (mode, grad, repr(sorted(kw.items())))
+        key = (mode, grad, call.trace_key())  # each of which tf.function traces anew: they count towards KEEP_COMPILED
         if key in self._functions:
             return self._functions[key]
         if len(self._functions) >= KEEP_COMPILED:
