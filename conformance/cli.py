@@ -232,7 +232,11 @@ def cmd_fuzz(args) -> int:
     failed = False
     try:
         for backend in _backends(args.backends):
-            r = fuzz(backend, args.examples, seed, session, _split(args.devices), _split(args.modes))
+            def progress(stats, backend=backend):
+                print(f"{backend}: {stats['examples']} examples, {stats['explained']} explained so far",
+                      file=sys.stderr, flush=True)
+
+            r = fuzz(backend, args.examples, seed, session, _split(args.devices), _split(args.modes), progress)
             if "missing" in r:
                 print(f"{backend}: missing ({r['missing'][:100]})")
                 continue

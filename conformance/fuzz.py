@@ -23,6 +23,7 @@ from .floats import DTYPES, FORMATS, encode, encode_array, round_array
 from .runner import FAILING, Session, plan
 
 SPECIALS = (np.nan, np.inf, -np.inf)
+PROGRESS_EVERY = 250
 
 
 @st.composite
@@ -83,8 +84,9 @@ class Mismatch(AssertionError):
 
 
 def fuzz(backend: str, examples: int = 100, seed: int | None = 0, session: Session | None = None,
-         devices=None, modes=None) -> dict:
-    """Fuzz one backend; returns {'examples': n, 'explained': k, 'failure': None or {...}}."""
+         devices=None, modes=None, progress=None) -> dict:
+    """Fuzz one backend; returns {'examples': n, 'explained': k, 'failure': None or {...}}.
+    `progress(stats)` is called every PROGRESS_EVERY examples (a soak runs for hours)."""
     own = session is None
     session = session or Session()
     desc = session.describe(backend)
@@ -96,6 +98,8 @@ def fuzz(backend: str, examples: int = 100, seed: int | None = 0, session: Sessi
 
     def check(case: Case) -> None:
         stats["examples"] += 1
+        if progress and stats["examples"] % PROGRESS_EVERY == 0:
+            progress(stats)
         bad = []
         for device, mode, _ in plan(desc, [case], devices, modes):
             for r in session.run_case(backend, device, mode, case):
