@@ -123,6 +123,22 @@ def _as_array(v, what: str) -> np.ndarray:
     return v
 
 
+# A worker whose resident memory passes this many MiB after a request retires (its reply says so
+# and the parent starts a fresh one): tracing frameworks keep per-trace state that no API frees
+# (tf.custom_gradient registers every trace's gradient function globally), so a long run would
+# otherwise grow without bound.
+MAX_RSS_MIB = int(os.environ.get("MMCONF_WORKER_MAX_RSS_MIB", "4096"))
+
+
+def resident_mib() -> float | None:
+    """This process's resident memory in MiB (None where /proc is missing)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def serve(spec: str) -> None:
     proto = os.fdopen(os.dup(1), "w", buffering=1, encoding="utf-8")
     os.dup2(2, 1)  # whatever the frameworks print goes to stderr, not into the protocol
@@ -143,7 +159,12 @@ def serve(spec: str) -> None:
             reply = _handle(backend, req)
         except Exception as exc:
             reply = {"protocol_error": "".join(traceback.format_exception(exc))[-2000:]}
+        rss = resident_mib()
+        if rss is not None and rss > MAX_RSS_MIB:
+            reply["retire"] = f"{rss:.0f} MiB resident, above {MAX_RSS_MIB} MiB"
         proto.write(json.dumps(reply) + "\n")
+        if "retire" in reply:
+            break
 
 
 # --- the parent -----------------------------------------------------------------------------------
@@ -156,7 +177,8 @@ class WorkerDied(RuntimeError):
 
 
 class Worker:
-    """A handle on one backend's worker process; restarted after a crash or a timeout."""
+    """A handle on one backend's worker process; restarted after a crash, a timeout or its
+    retirement (see MAX_RSS_MIB)."""
 
     def __init__(self, spec: str, timeout: float = 120.0, start_timeout: float = 300.0,
                  log_dir: Path | None = None):
@@ -165,7 +187,7 @@ class Worker:
         self.proc: subprocess.Popen | None = None
         self.missing: str | None = None
         self._buf = b""
-        self.restarts = 0
+        self.restarts = self.retirements = 0
 
     @property
     def log_path(self) -> Path:
@@ -196,7 +218,11 @@ class Worker:
             self.proc.stdin.flush()
         except (BrokenPipeError, OSError):
             pass  # the read below reports how the process died
-        return self._read(self.timeout if timeout is None else timeout)
+        reply = self._read(self.timeout if timeout is None else timeout)
+        if reply.pop("retire", None):
+            self.retirements += 1
+            self.close()  # it has exited after this reply; the next request starts a fresh one
+        return reply
 
     def _read(self, timeout: float) -> dict:
         deadline = time.monotonic() + timeout

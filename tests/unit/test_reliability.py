@@ -50,6 +50,21 @@ def test_hostile_outputs_get_verdicts(tmp_path, kernel, words):
     assert values and all(x["verdict"] == "fail" and words in x["detail"] for x in values), values[0]
 
 
+def test_worker_over_its_memory_bound_retires_between_requests(tmp_path, monkeypatch):
+    """A worker past MMCONF_WORKER_MAX_RSS_MIB answers, then exits; the next request gets a fresh
+    one, and no record calls that a crash."""
+    monkeypatch.setenv("MMCONF_WORKER_MAX_RSS_MIB", "1")
+    session = runner.Session(log_dir=tmp_path)
+    try:
+        cases = [c for c in load_golden() if c.dtype == "float32" and c.id.startswith("basic/")][:3]
+        records = [r for c in cases for r in session.run_case("numpy", "cpu", "eager", c)]
+        worker, _ = session.worker("numpy")
+        assert {r["verdict"] for r in records} == {"pass"}, records
+        assert worker.retirements >= len(cases) and worker.restarts == 0
+    finally:
+        session.close()
+
+
 def test_crash_under_pytest_is_a_failed_test_not_a_broken_run():
     args = ["-q", "-p", "no:cacheprovider", "tests/conformance/test_value.py",
             "--mmconf-backends", "check:numpy:tests.kernels.hostile:segfault_on_nan",
