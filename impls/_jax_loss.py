@@ -346,6 +346,8 @@ def _choose(fast, fast_result, exact_result):
     JAX's x64 mode the fast path is all there is."""
     if not jax.config.read("jax_enable_x64"):
         return fast_result()
+    if not isinstance(fast, jax.core.Tracer):  # eager: lax.cond would compile both branches every call
+        return fast_result() if fast else exact_result()
     return lax.cond(fast, fast_result, exact_result)
 
 
