@@ -87,14 +87,21 @@ def judge_grad(case, got: np.ndarray) -> dict:
     want = exp.grad.reshape(-1, C).copy()
     bound = exp.grad_bound.reshape(-1, C)
     targets = np.asarray(case.target, dtype=np.int64).reshape(-1)
-    choices = []
+    choices, infinite_rows = [], set()
     for n, i, exact, lo, hi in exp.kinks:
         b = bound[n, i]
+        if math.isinf(lo) or math.isinf(hi):  # an infinite scale: 0 * inf = NaN or the infinity (MML-8.2)
+            if np.isnan(g[n, i]) or g[n, i] == (lo if math.isinf(lo) else hi):
+                want[n, i] = g[n, i]
+                infinite_rows.add(n)
+            continue
         if lo - b <= g[n, i] <= hi + b:  # NaN is never inside
             want[n, targets[n]] -= g[n, i] - want[n, i]
             want[n, i] = g[n, i]
             if exact and (hi != 0 or lo != 0):  # a zero-width interval says nothing of a convention
                 choices.append(g[n, i] / (hi if hi != 0 else lo))
+    for n in infinite_rows:  # the target element follows in IEEE arithmetic (MML-8.3)
+        want[n, targets[n]] = -np.delete(want[n], targets[n]).sum()
     for n in exp.nan_ok_rows:  # a scale that may round to 0 makes inf * 0 = NaN admissible
         allowed = np.isinf(want[n]) & np.isnan(g[n])
         want[n, allowed] = np.nan

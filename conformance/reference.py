@@ -104,8 +104,9 @@ class Expectation:
       so that measuring against the stored float64 value is sound.
     kinks: (row, column, exact, lo, hi) for gradient elements whose admissible values form the
       interval [lo, hi]: exact kinks z == 0 (exact=True) and elements so near one that an
-      evaluation in the dtype may round z across zero. The target element of such a row must
-      equal minus the sum of the row's other elements (MML-8.3).
+      evaluation in the dtype may round z across zero; where the row's scale is infinite, the
+      interval has an infinite end and the element may be NaN (0 * inf) or that infinity. The
+      target element of such a row must equal minus the sum of the row's other elements (MML-8.3).
     seed_value: the value under the seed page's reading (weight inside the power; MML-11).
     nan_ok_rows: rows whose gradient scale g * w[y] / D is not 0 but subnormal or smaller in the
       dtype: an evaluation may round it to 0, so where the exact gradient is infinite NaN also
@@ -174,7 +175,7 @@ def expect(prob: Problem, seed_reading: bool = False) -> Expectation:
     for n, i in zip(*np.nonzero(near)):
         if (n, i) not in exact_at:
             c = ext_round(rows.grad_scale(n), "float64")
-            if math.isfinite(c):
+            if not math.isnan(c):
                 kinks.append((int(n), int(i), False, min(0.0, c), max(0.0, c)))
     kinks.sort()
 
@@ -251,7 +252,7 @@ def _exact(rows: _Rows) -> tuple[list, list, list]:
     for n in np.nonzero(~finite)[0]:
         n = int(n)
         losses[n], grads[n], kink_cols = _exact_row(rows, n)
-        if kink_cols and math.isfinite(ext_round(rows.grad_scale(n), "float64")):
+        if kink_cols and not math.isnan(ext_round(rows.grad_scale(n), "float64")):
             kinks.extend((n, i, True, *_interval(rows, n)) for i in kink_cols)
     return losses, grads, kinks
 

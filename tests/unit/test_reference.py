@@ -112,6 +112,27 @@ def test_near_kinks_get_intervals_in_low_precision():
     assert (0, 0, False) in near
 
 
+def test_kinks_with_an_infinite_scale_admit_nan_or_the_infinity():
+    """0 * inf = NaN at the factor 0, the infinity at any other (MML-8.2); the target follows."""
+    from conformance.caseio import Case
+    from conformance.compare import judge_grad
+    from conformance.floats import numpy_dtype
+
+    x = [[0.5, 1.5], [2**-7 + 2**-9, 1 + 2**-7]]  # z = 0 exactly; z = 2^-9, which bfloat16 may round to 0
+    case = Case(id="t/inf-kinks", dtype="bfloat16", x=np.array(x), target=np.array([1, 1]), p=1, margin=1.0,
+                weight=np.array([1.0, inf]), reduction="sum").with_expectation()
+    assert [(n, i, exact, hi) for n, i, exact, _, hi in case.expect.kinks] == [(0, 0, True, inf), (1, 0, False, inf)]
+
+    def verdict(grad):
+        return judge_grad(case, np.array(grad).astype(numpy_dtype("bfloat16")))["verdict"]
+
+    assert verdict([[nan, nan], [nan, nan]]) == "pass"  # the factor 0
+    assert verdict([[inf, -inf], [inf, -inf]]) == "pass"  # any other factor
+    assert verdict([[inf, nan], [nan, nan]]) == "fail"  # the target does not follow
+    assert verdict([[1.0, -1.0], [nan, nan]]) == "fail"  # finite: neither 0 * inf nor inf
+    assert verdict([[nan, nan], [0.0, -0.0]]) == "fail"
+
+
 # --- a brute-force oracle: Fractions, loops, nothing shared with the reference --------------------
 
 
