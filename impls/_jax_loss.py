@@ -261,13 +261,15 @@ def _scale_exponent(*values):
 
 
 def _widen(v, k):
-    """v * 2**k in float64, exact wherever the result is normal, subnormal v included."""
+    """v * 2**k in float64, exact wherever the result is normal, subnormal v included. Built from
+    v's bits alone, infinities and NaN too: XLA's CPU compiler miscompiled a float conversion of a
+    bfloat16 v here (the scaled value of a subnormal came out 0 in a difference)."""
     sign, e, m, (uint, mant, bias, _) = _fields(v)
     emax = (1 << (8 * jnp.dtype(uint).itemsize - 1 - mant)) - 1
     significand = (m | jnp.where(e > 0, 1 << mant, 0).astype(m.dtype)).astype(jnp.float64)
     scaled = _ldexp(significand, jnp.maximum(e, 1).astype(jnp.int32) - bias - mant + k)
-    scaled = jnp.where(sign == 1, -scaled, scaled)
-    return jnp.where(e == emax, v.astype(jnp.float64), scaled)  # infinities and NaN as they are
+    scaled = jnp.where(e == emax, jnp.where(m == 0, jnp.inf, jnp.nan), scaled)
+    return jnp.where(sign == 1, -scaled, scaled)
 
 
 def _narrow(v, k, dtype):

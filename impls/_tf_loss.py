@@ -245,13 +245,16 @@ def _scale_exponent(*values):
 
 
 def _widen(v, k):
-    """v * 2**k in float64, exact wherever the result is normal, subnormal v included."""
+    """v * 2**k in float64, exact wherever the result is normal, subnormal v included. Built from
+    v's bits alone, infinities and NaN too: XLA's CPU compiler miscompiled a float conversion of a
+    bfloat16 v here (the scaled value of a subnormal came out 0 in a difference)."""
     negative, e, m, (_, width, mant, bias, _) = _fields(v)
     implicit = tf.where(e > 0, tf.constant(1 << mant, tf.int64), tf.constant(0, tf.int64))
     significand = tf.cast(m + implicit, tf.float64)
     scaled = _ldexp(significand, tf.maximum(e, 1) - bias - mant + k)
-    scaled = tf.where(negative, -scaled, scaled)
-    return tf.where(e == (1 << (width - 1 - mant)) - 1, tf.cast(v, tf.float64), scaled)  # inf, NaN as they are
+    special = tf.where(m == 0, tf.constant(np.inf, tf.float64), tf.constant(np.nan, tf.float64))
+    scaled = tf.where(e == (1 << (width - 1 - mant)) - 1, special, scaled)
+    return tf.where(negative, -scaled, scaled)
 
 
 def _narrow(v, k, dtype):
