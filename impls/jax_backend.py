@@ -65,12 +65,6 @@ class JaxBackend(Backend):
         import jax
 
         kw = call.static_kwargs()
-        key = (mode, grad, call.trace_key())  # each of which JAX compiles anew: they count towards KEEP_COMPILED
-        if key in self._compiled:
-            return self._compiled[key]
-        if len(self._compiled) >= KEEP_COMPILED:
-            self._compiled.clear()
-            jax.clear_caches()  # JAX's own caches too (bounded only at thousands of entries each)
         fn = self.fn
 
         def value_and_grad(x, target, weight, cotangent):
@@ -80,7 +74,13 @@ class JaxBackend(Backend):
             value, vjp = jax.vjp(loss, x)
             return value, vjp(cotangent.astype(value.dtype))[0]
 
-        self._compiled[key] = jax.jit(value_and_grad) if mode == "jit" else value_and_grad
+        if mode == "eager":  # JAX caches eager ops per shape itself; clearing that cache makes eager 100x slower
+            return value_and_grad
+        key = (grad, call.trace_key())
+        if key not in self._compiled:
+            if len(self._compiled) >= KEEP_COMPILED:
+                self._compiled.clear()  # dropping a jitted function frees its compiled code
+            self._compiled[key] = jax.jit(value_and_grad)
         return self._compiled[key]
 
     def _arguments(self, call: Call, device: str):

@@ -83,11 +83,6 @@ class TensorFlowBackend(Backend):
         import tensorflow as tf
 
         kw = call.static_kwargs()
-        key = (mode, grad, call.trace_key())  # each of which tf.function traces anew: they count towards KEEP_COMPILED
-        if key in self._functions:
-            return self._functions[key]
-        if len(self._functions) >= KEEP_COMPILED:
-            self._functions.clear()
         fn = self.fn
 
         def value_and_grad(x, target, weight, cotangent):
@@ -101,10 +96,14 @@ class TensorFlowBackend(Backend):
                 raise NoBackward("the loss has no gradient with respect to the input")
             return value, g
 
-        if mode != "eager":
-            value_and_grad = tf.function(value_and_grad, jit_compile=mode == "xla")
-        self._functions[key] = value_and_grad
-        return value_and_grad
+        if mode == "eager":
+            return value_and_grad
+        key = (mode, grad, call.trace_key())  # each of which tf.function traces anew
+        if key not in self._functions:
+            if len(self._functions) >= KEEP_COMPILED:
+                self._functions.clear()
+            self._functions[key] = tf.function(value_and_grad, jit_compile=mode == "xla")
+        return self._functions[key]
 
     def _arguments(self, call: Call, device: str):
         import tensorflow as tf
