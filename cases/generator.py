@@ -234,6 +234,8 @@ def special(f: Family):
         for mname, m, clause in (("nan", nan, "MML-7.1"), ("inf", inf, "MML-7.2"), ("neginf", -inf, "MML-7.2")):
             f.add(f"margin-{mname}", dtype=dtype, x=base, target=[1, 3], margin=m, reduction="none",
                   clauses=[clause, "MML-8.4"])
+            f.add(f"margin-{mname}-p2", dtype=dtype, x=base, target=[1, 3], margin=m, p=2, reduction="none",
+                  clauses=[clause, "MML-8.4"])
         for wname, wv, clause in (("nan", nan, "MML-7.1"), ("inf", inf, "MML-7.3"), ("neginf", -inf, "MML-7.3")):
             f.add(f"weight-{wname}", dtype=dtype, x=base, target=[1, 3], weight=[1, wv, 1, 1],
                   reduction="none", clauses=[clause, "MML-2.4", "MML-8.4"],

@@ -26,7 +26,8 @@ GENERATOR_VERSION = "1"
 
 # The words of Case.features, for deviation lists; "invalid:<kind>" (spec.ERROR_CLAUSES) besides.
 FEATURES = (*DTYPES, "p1", "p2", "none", "mean", "sum", "x_nan", "x_inf", "weight_nan", "weight_inf",
-            "margin_nan", "margin_inf", "nan", "inf", "x_subnormal", "z_nan", "z_posinf", "w_nonfinite_inactive",
+            "margin_nan", "margin_inf", "margin_posinf", "nan", "inf", "x_subnormal", "z_nan", "z_posinf",
+            "w_nonfinite_inactive",
             "weight", "negative_weight", "zero_weight", "margin_nonpositive", "margin_nonint", "own_term_inexact",
             "unbatched", "target_0d", "empty", "one_class", "kink", "near_kink", "int32_target", "float32_target",
             "legacy")
@@ -107,6 +108,8 @@ class Case:
         with np.errstate(invalid="ignore"):
             if ((x != 0) & (np.abs(x) < 2.0 ** fmt(self.dtype).emin)).any():
                 add("x_subnormal")
+        if self.margin == np.inf:
+            add("margin_posinf")
         if self.margin <= 0:
             add("margin_nonpositive")
         if not (np.isfinite(self.margin) and float(self.margin).is_integer()):
