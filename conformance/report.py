@@ -205,7 +205,8 @@ def _findings(records) -> list:
     for r in records:
         if r["verdict"] in FAILING:
             d = r.get("deviation")
-            key = (r["backend"], r["mode"], r["device"], d["pattern"] if d else f"{r['family']}:{r['check']}",
+            key = (r["backend"], r["mode"], r["device"],  # entries may share a pattern and a clause
+                   f"{d['pattern']}:{d['reason']}" if d else f"{r['family']}:{r['check']}",
                    d["clause"] if d else r["clauses"][0])
             groups[key].append(r)
     out: list = [("h2", "Findings")]
