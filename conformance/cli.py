@@ -1,7 +1,8 @@
 """The `mmconf` command line (also `python -m conformance`).
 
 Exit status: 0 success (and, for `run` and `check`, conformance), 1 nonconformance, a failed
-verification or (`bench --compare`) a regression, 2 bad usage or a malformed input file.
+verification or (`bench --compare`, `--before`) a row SLOWER, 2 bad usage or a malformed input
+file, 3 (`bench`) no row slower but one INCONCLUSIVE: its interval too wide to decide, or contended.
 """
 
 from __future__ import annotations
@@ -317,8 +318,8 @@ def cmd_report(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    """Time every backend, mode, device, dtype, size and pass; exit 1 when --compare finds a row slower
-    than --max-slowdown allows."""
+    """Time every backend, mode, device, dtype, size and pass, interleaved; with --compare or
+    --before, gate each row: exit 1 if one is SLOWER, else 3 if one is INCONCLUSIVE."""
     import importlib.util
 
     from . import report
@@ -341,7 +342,7 @@ def cmd_bench(args) -> int:
         if not report.is_bench(old):
             print(f"mmconf bench: {args.compare} is not a bench.json", file=sys.stderr)
             return 2
-    needed = [m for m in ("pytest_benchmark", "matplotlib", "tabulate") if importlib.util.find_spec(m) is None]
+    needed = [m for m in ("matplotlib", "tabulate") if importlib.util.find_spec(m) is None]
     if needed:
         print(f"mmconf bench: needs {', '.join(needed)}: pip install 'mmconf[bench]'", file=sys.stderr)
         return 2
@@ -349,15 +350,17 @@ def cmd_bench(args) -> int:
     out_dir = Path(args.out)
     start = time.monotonic()
     doc = run(backends, settings, out_dir / "logs" / "bench", progress=_progress())
-    comparison = None
-    if old is not None:
-        from .bench.compare import Compare
+    from .bench.compare import AgainstBefore, Compare
 
-        comparison = Compare(old, doc, max_slowdown, absolute=args.absolute)
-    report.write_bench(doc, out_dir, comparison, args.compare or "")
-    _bench_summary(doc, comparison, args.compare)
+    gates = []
+    if settings.before:
+        gates.append((f"against {settings.before} in this run", AgainstBefore(doc, max_slowdown)))
+    if old is not None:
+        gates.append((f"against {args.compare}", Compare(old, doc, max_slowdown, absolute=args.absolute)))
+    report.write_bench(doc, out_dir, gates)
+    _bench_summary(doc, gates)
     print(f"{len(doc['records'])} rows in {time.monotonic() - start:.0f} s; report: {out_dir / 'bench.md'}")
-    return 1 if comparison is not None and comparison.failed else 0
+    return max((g.exit_status for _, g in gates), default=0, key=lambda code: (code == 1, code))
 
 
 def _fraction(text: str) -> float:
@@ -375,7 +378,7 @@ def _bench_settings(args, Settings, grid):
     s = Settings(baseline=args.baseline, timeout=args.timeout)
     if args.quick:
         s.sizes, s.first_mode_only = list(grid.QUICK_SIZES), True
-        s.budget_s, s.min_rounds, s.max_rounds = 0.1, 5, 500
+        s.budget_s, s.warmup_s = 0.2, 0.05
     if args.sizes:
         s.sizes = grid.parse_sizes(args.sizes)
     if args.dtypes:
@@ -388,37 +391,48 @@ def _bench_settings(args, Settings, grid):
         if any(p not in grid.PASSES for p in s.passes):
             raise ValueError(f"--passes takes {' and '.join(grid.PASSES)}")
     s.devices, s.modes = _split(args.devices), _split(args.modes)
-    for name in ("threads", "budget", "min_rounds", "max_rounds", "noisy"):
+    for name, attr in (("threads", "threads"), ("budget", "budget_s"), ("block", "block_s"),
+                       ("precision", "precision"), ("min_blocks", "min_blocks"), ("max_blocks", "max_blocks"),
+                       ("noisy", "noisy")):
         value = getattr(args, name)
         if value is not None:
             if value <= 0:
                 raise ValueError(f"--{name.replace('_', '-')} must be positive")
-            setattr(s, "budget_s" if name == "budget" else name, value)
-    s.max_rounds = max(s.max_rounds, s.min_rounds)
+            setattr(s, attr, value)
+    if s.min_blocks < 6:
+        raise ValueError("--min-blocks must be at least 6 (fewer blocks give no 95% interval)")
+    s.max_blocks = max(s.max_blocks, s.min_blocks)
+    if args.before:
+        s.before = args.before if "/" in args.before else None
+        if s.before is None:
+            raise ValueError(f"--before {args.before!r}: expected BACKEND/MODE, e.g. check:torch:old_kernel:loss/eager")
     return s
 
 
 def _bench_backends(args, settings) -> list[str]:
     """--backends, or every registered backend; --quick: NumPy and the baseline's backend (or another
-    installed one)."""
+    installed one); the --before backend joins them."""
     if args.backends or not args.quick:
-        return _backends(args.backends)
-    from impls import load_backend, registry
+        chosen = _backends(args.backends)
+    else:
+        from impls import load_backend, registry
 
-    base = settings.baseline.split("/")[0]
-    others = sorted((n for n in registry() if n != "numpy"), key=lambda n: n != base)
-    return ["numpy"] + [n for n in others if load_backend(n).installed()][:1]
+        base = settings.baseline.split("/")[0]
+        others = sorted((n for n in registry() if n != "numpy"), key=lambda n: n != base)
+        chosen = ["numpy"] + [n for n in others if load_backend(n).installed()][:1]
+    before = settings.before and settings.before.rsplit("/", 1)[0]
+    return chosen + [before] if before and before not in chosen else chosen
 
 
-def _bench_summary(doc: dict, comparison, compared_with: str | None) -> None:
+def _bench_summary(doc: dict, gates) -> None:
     from collections import Counter
 
     from . import report
 
     ok = [r for r in doc["records"] if r["status"] == "ok"]
-    noisy = sum(1 for r in ok if r["noisy"])
+    flagged = ", ".join(f"{sum(1 for r in ok if r[k])} {k}" for k in ("noisy", "contended"))
     other = Counter(r["status"] for r in doc["records"] if r["status"] != "ok")
-    print(f"{len(ok)} rows timed ({noisy} noisy)" + "".join(f", {n} {k}" for k, n in other.items()))
+    print(f"{len(ok)} rows timed ({flagged})" + "".join(f", {n} {k}" for k, n in other.items()))
     bw = doc["environment"]["bandwidth"]
     print("measured bandwidth: " + ", ".join(f"{d} {b['gbps']:.3g} GB/s" for d, b in bw.items() if b.get("gbps")))
     if not doc["baseline_found"]:
@@ -426,12 +440,12 @@ def _bench_summary(doc: dict, comparison, compared_with: str | None) -> None:
     for name, d in doc["backends"].items():
         if "missing" in d:
             print(f"{name}: missing ({d['missing'][:100]})")
-    if comparison is not None:
-        header, rows = report.comparison_table(comparison)
-        print(f"\nagainst {compared_with} (at most {100 * comparison.max_slowdown:.0f}% slower):")
+    for title, gate in gates:
+        header, rows = report.comparison_table(gate)
+        print(f"\n{title} (at most {100 * gate.max_slowdown:.0f}% slower allowed):")
         _print_table(header, rows)
-        counts = ", ".join(f"{n} {k}" for k, n in comparison.counts().items())
-        print(f"regression check: {'FAILED' if comparison.failed else 'passed'} ({counts})")
+        counts = ", ".join(f"{n} {k}" for k, n in gate.counts().items())
+        print(f"regression check: {report.GATE_WORDS[gate.exit_status]} ({counts})")
 
 
 def _add_case_selection(p) -> None:
@@ -489,8 +503,8 @@ def main(argv=None) -> int:
     p.add_argument("--timeout", type=float, default=120.0, help="seconds a case may take (default 120)")
     p.set_defaults(fn=cmd_fuzz)
 
-    p = sub.add_parser("bench", help="benchmark the backends (pytest-benchmark sessions); tables, plots, "
-                       "a regression gate")
+    p = sub.add_parser("bench", help="benchmark the backends, interleaved; tables with intervals, "
+                       "plots, a statistical regression gate")
     p.add_argument("--backends", help="comma-separated backends, or check:FRAMEWORK:MODULE:CALLABLE "
                    "(default: all; --quick: numpy and the baseline's backend)")
     p.add_argument("--sizes", metavar="NxC,...", help="batch sizes and class counts (default: 32x10, 4096x1000, "
@@ -500,17 +514,24 @@ def main(argv=None) -> int:
     p.add_argument("--devices", help="comma-separated devices (default: all found)")
     p.add_argument("--modes", help="comma-separated modes (default: every mode of each backend)")
     p.add_argument("--threads", type=int, help="threads of every framework (default: the CPUs available)")
-    p.add_argument("--budget", type=float, help="seconds of measured rounds per row (default 1)")
-    p.add_argument("--min-rounds", type=int, help="rounds per row at least (default 7)")
-    p.add_argument("--max-rounds", type=int, help="rounds per row at most (default 2000)")
+    p.add_argument("--budget", type=float, help="measured seconds per row at most, once --min-blocks are done "
+                   "(default 2)")
+    p.add_argument("--block", type=float, help="seconds a block of back-to-back calls lasts (default 0.02)")
+    p.add_argument("--precision", type=float, help="stop a row once the 95%% interval of its ratio reaches at "
+                   "most this far from the estimate (default 0.02)")
+    p.add_argument("--min-blocks", type=int, help="blocks per row at least (default 9, at least 6)")
+    p.add_argument("--max-blocks", type=int, help="blocks per row at most (default 400)")
     p.add_argument("--noisy", type=float, help="IQR/median above which a row is flagged noisy (default 0.1)")
     p.add_argument("--baseline", default="torch/eager", help="BACKEND/MODE the ratios refer to (default torch/eager)")
     p.add_argument("--quick", action="store_true", help="a smoke run: two sizes, short budgets, numpy and one "
                    "other backend, each backend's first mode")
-    p.add_argument("--compare", metavar="BASELINE.json", help="an earlier bench.json: exit 1 if a row got slower")
-    p.add_argument("--max-slowdown", default="10%", help="with --compare: allowed slowdown (default 10%%)")
+    p.add_argument("--compare", metavar="BASELINE.json", help="an earlier bench.json: gate each row's ratio "
+                   "against it (exit 1 SLOWER, 3 INCONCLUSIVE)")
+    p.add_argument("--before", metavar="BACKEND/MODE", help="gate every other row against this one, measured "
+                   "interleaved in the same run (e.g. check:torch:old_kernel:loss/eager)")
+    p.add_argument("--max-slowdown", default="10%", help="with --compare or --before: allowed slowdown (default 10%%)")
     p.add_argument("--absolute", action="store_true", help="with --compare: compare rows without a ratio on "
-                   "their raw medians")
+                   "their medians")
     p.add_argument("--out", default="reports/latest", help="report directory (default: reports/latest)")
     p.add_argument("--timeout", type=float, default=600.0, help="seconds one row may take (default 600)")
     p.set_defaults(fn=cmd_bench)
@@ -518,7 +539,7 @@ def main(argv=None) -> int:
     p = sub.add_parser("gpu", help="the conformance suite and the benchmark grid on the GPU, in one go")
     p.add_argument("--backends", default=GPU_BACKENDS, help=f"comma-separated backends (default {GPU_BACKENDS})")
     p.add_argument("--sizes", default=GPU_SIZES, help=f"benchmark sizes (default {GPU_SIZES})")
-    p.add_argument("--budget", type=float, default=0.5, help="seconds of measured rounds per bench row (default 0.5)")
+    p.add_argument("--budget", type=float, default=1.0, help="measured seconds per bench row at most (default 1)")
     p.add_argument("--timeout", type=float, default=120.0, help="seconds a case may take (default 120)")
     p.add_argument("--out", help="report directory (default reports/gpu-<device name>)")
     p.set_defaults(fn=cmd_gpu)

@@ -377,15 +377,16 @@ def merge_bench(docs: list[dict]) -> dict:
             "backends": backends, "records": records}
 
 
-def write_bench(doc: dict, out_dir: Path, comparison=None, compared_with: str = "") -> None:
-    """bench.json, the plots, bench.md (tabulate tables), bench.html; index.html links to it."""
+def write_bench(doc: dict, out_dir: Path, gates=()) -> None:
+    """bench.json, the plots, bench.md (tabulate tables), bench.html; index.html links to it.
+    `gates`: (title, compare.Gate) pairs, each shown as a section of its own."""
     from tabulate import tabulate
 
     from .bench import plots
 
     out_dir = Path(out_dir)
     write_results(doc, out_dir / "bench.json")
-    bs = bench_blocks(doc, plots.write(doc, out_dir), comparison, compared_with)
+    bs = bench_blocks(doc, plots.write(doc, out_dir), gates)
     table = lambda header, rows: tabulate(rows, header, tablefmt="github", disable_numparse=True)  # noqa: E731
     write_atomic(out_dir / "bench.md", to_markdown(bs, table))
     write_atomic(out_dir / "bench.html", to_html(bs, "mmconf benchmark"))
@@ -422,63 +423,114 @@ def _machine_labels(doc: dict) -> bool:
     return len({r.get("machine") for r in doc["records"]}) > 1
 
 
+def fmt_ratio(r: dict, prefix: str = "ratio") -> str:
+    """'0.0571 [0.0562, 0.0580]': the estimate and its 95% interval."""
+    if r.get(prefix) is None:
+        return ""
+    lo, hi = r.get(f"{prefix}_lo"), r.get(f"{prefix}_hi")
+    return f"{r[prefix]:.3g}" + ("" if lo is None else f" [{lo:.3g}, {hi:.3g}]")
+
+
+def _pct(v: float | None) -> str:
+    return "" if v is None else f"{v:.2g}%"
+
+
 def bench_row(r: dict, baseline: str | None, machines: bool) -> list:
     label = f"{r['backend']}/{r['mode']}"
-    ratio = "" if r.get("ratio") is None else f"{r['ratio']:.2f}" + (" (baseline)" if label == baseline else "")
+    ratio = "1 (baseline)" if label == baseline else fmt_ratio(r)
     peak = ""
     if r.get("peak_bytes") is not None:
         peak = (f"+{fmt_bytes(r['peak_bytes'])} RSS" if r["peak_kind"] == "rss growth"
                 else f"{fmt_bytes(r['peak_bytes'])} ({r['peak_kind']})")
+    threads = "" if r.get("cpu_threads") is None else f"{r['threads'] or '?'} ({r['cpu_threads']:.1f})"
+    flags = [f for f in ("noisy", "contended") if r.get(f)]
     cells = [label, r["device"], r["dtype"], fmt_time(r["median_s"]),
              f"{fmt_time(r['iqr_s'])} ({100 * r['iqr_s'] / r['median_s']:.0f}%)", ratio,
-             "" if r["gbps"] is None else f"{r['gbps']:.3g}",
-             "" if r["pct_bandwidth"] is None else f"{r['pct_bandwidth']:.2g}%",
-             fmt_time(r["compile_s"]), peak, "noisy" if r["noisy"] else ""]
+             f"{r['blocks']} x {r['calls_per_block']}", threads,
+             "" if r["gbps"] is None else f"{r['gbps']:.3g}", _pct(r["pct_bandwidth"]),
+             " / ".join(_pct(r.get(k)) for k in ("pct_fresh", "pct_fresh_huge")) if r.get("pct_fresh") else "",
+             fmt_time(r["compile_s"]), peak, ", ".join(flags)]
     return ([r.get("machine", "")] if machines else []) + cells
 
 
-BENCH_HEADER = ["backend/mode", "device", "dtype", "median", "IQR", "ratio", "GB/s", "% of bandwidth",
-                "compile", "peak memory", "noisy"]
+BENCH_HEADER = ["backend/mode", "device", "dtype", "median", "IQR", "ratio [95% CI]", "blocks x calls",
+                "threads (used)", "GB/s", "% of copy", "% of fresh copy (4K / huge)", "compile", "peak memory",
+                "flags"]
 
 
-def bench_blocks(doc: dict, plot_files=(), comparison=None, compared_with: str = "") -> list:
+def _method(doc: dict) -> list:
+    from .bench.run import CONTENDED, DRIFT
+
+    s = doc.get("settings", {})
+    return [("p", (
+        "Method: every backend runs in a worker process of its own, all alive for the whole run, with "
+        f"{s.get('threads')} thread(s) fixed before the framework is imported. For each size and pass the rows of "
+        "every backend and mode are prepared (first call timed apart: `compile` is what it cost beyond a median "
+        "call; then a warm-up), and then measured **interleaved**: in each round every row runs one block of "
+        f"back-to-back calls lasting about {1e3 * s.get('block_s', 0):.3g} ms (one untimed call first), in a "
+        "shuffled order, so drift, turbo and neighbours hit all rows of a round alike. A ratio is the median of the "
+        "per-round ratios of two rows, with a distribution-free 95% confidence interval (the order statistics of "
+        "the sign test; no assumption on the timing distribution). Rounds go on until every ratio's interval "
+        f"reaches at most {100 * s.get('precision', 0):.3g}% from its estimate, or the budget of "
+        f"{s.get('budget_s')} s per row is spent (at least {s.get('min_blocks')} blocks). `blocks x calls` says "
+        "how many blocks of how many calls a row got. Every call returns only once its outputs are ready and "
+        "computes fresh gradients.")),
+        ("p", (
+            "Threads: the framework's setting, and in brackets the CPU seconds per second its worker's threads "
+            "really used during the blocks. A row is flagged **contended** when its threads waited runnable for a "
+            f"CPU more than {100 * CONTENDED:.0f}% of the time (the scheduler's accounts), the hypervisor "
+            f"stole as much, or a calibration kernel timed between rounds drifted more than {100 * DRIFT:.0f}%: "
+            "its ratio is then not a fair figure and the gate calls it INCONCLUSIVE. A row whose IQR exceeds "
+            f"{100 * s.get('noisy', 0.1):.0f}% of its median is flagged noisy.")),
+        ("p", (
+            "Roofline: GB/s counts the least traffic a call needs (fwd reads N*C elements; fwd+bwd also writes the "
+            "N*C gradient). `% of copy` is against a copy into a reused buffer (above 100%: the data came from "
+            "cache); a call that returns a fresh gradient must also map new memory and fault in its pages, so "
+            "fwd+bwd rows also give `% of fresh copy`: against a copy into a freshly mapped output of the "
+            "gradient's size, with 4 KiB pages and with transparent huge pages (both measured in the same run; "
+            "outputs under 1 MiB come from the allocator's cache and get no such figure). Peak memory: the "
+            "allocator's peak where the framework reports it (inputs included), else the growth of the resident "
+            "set over the first call."))]
+
+
+def bench_blocks(doc: dict, plot_files=(), gates=()) -> list:
     from .bench import grid
 
-    records, s = doc["records"], doc.get("settings", {})
+    records = doc["records"]
     envs = doc.get("environments") or [doc["environment"]]
     machines = _machine_labels(doc)
     baseline = doc.get("baseline")
     out: list = [("h1", "mmconf benchmark"), ("p", (
         f"Generated {doc.get('generated', '')}. The call: `multi_margin_loss(x, target, p=1, margin=1, "
         "reduction='mean')` on an (N, C) batch, forward (`fwd`) or forward and input gradient (`fwd+bwd`)."))]
-    out.append(("p", (
-        f"Method: each backend runs in a pytest-benchmark session of its own (a subprocess) with {s.get('threads')} "
-        "thread(s), fixed before the framework is imported. Per row, the first call is timed apart (`compile` is "
-        "what it cost beyond a median call: compilation or tracing); a warm-up follows; then rounds of back-to-back "
-        f"calls, each round at least {1e3 * s.get('min_round_s', 0):.2g} ms, fill a {s.get('budget_s')} s budget "
-        f"({s.get('min_rounds')} to {s.get('max_rounds')} rounds). Every call returns only once its outputs are "
-        "ready and computes fresh gradients. Median and interquartile range are per call; a row whose IQR exceeds "
-        f"{100 * s.get('noisy', 0.1):.0f}% of its median is flagged noisy. GB/s counts the least traffic a call "
-        "needs (fwd reads N*C elements; fwd+bwd also writes the N*C gradient) against the bandwidth measured in "
-        "the same run; above 100% means the data came from cache. Peak memory: the allocator's peak where the "
-        "framework reports it (inputs included), else the growth of the resident set over the first call.")))
+    out.extend(_method(doc))
     if doc.get("baseline_found"):
-        out.append(("p", f"Ratio: the row's median over the median of the baseline, {baseline}, for the same "
-                    "machine, device, dtype, size and pass in the same run (below 1: faster than the baseline)."))
+        out.append(("p", f"Ratio: the row's time over the baseline's, {baseline}, for the same machine, device, "
+                    "dtype, size and pass, paired round by round in the same run (below 1: faster than the "
+                    "baseline)."))
     else:
         out.append(("p", f"The baseline {baseline} is not in this run: ratios are left empty "
                     "(`--baseline BACKEND/MODE` names another)."))
     env_rows = [[e.get("machine"), e.get("cpu"), e.get("threads"), fmt_bytes(e.get("llc_bytes")),
                  "; ".join(f"{dev}: {b['gbps']:.3g} GB/s" if b.get("gbps") else f"{dev}: {b.get('error', '?')}"
-                           for dev, b in e.get("bandwidth", {}).items())] for e in envs]
-    out.append(("table", ["machine", "CPU", "threads", "last-level cache", "measured bandwidth"], env_rows))
+                           for dev, b in e.get("bandwidth", {}).items()),
+                 "; ".join(f"{fmt_bytes(int(n))}: {f['small'].get('gbps') or 0:.3g} / {f['huge'].get('gbps') or 0:.3g}"
+                           for n, f in e.get("fresh_copy", {}).items())] for e in envs]
+    out.append(("table", ["machine", "CPU", "threads", "last-level cache", "copy bandwidth",
+                          "fresh-output copy, GB/s (4K / huge pages)"], env_rows))
 
     ok = [r for r in records if r["status"] == "ok"]
+    contended = [r for r in ok if r.get("contended")]
+    if contended:
+        out.append(("p", f"**{len(contended)} row(s) measured under contention** (flag `contended`): their times "
+                    "and ratios are distorted by other work on the machine and are not published figures."))
     llc = envs[0].get("llc_bytes")
     for n, c in sorted({(r["N"], r["C"]) for r in ok}, key=lambda nc: (nc[0] * nc[1], nc)):
-        why = grid.SIZES.get((n, c), "")
+        why = grid.why(n, c, llc)
         size = n * c * 4
         where = "" if not llc else f"; {'larger than' if size > llc else 'fits in'} the {fmt_bytes(llc)} LLC"
+        if why == grid.BEYOND_CACHE:
+            where += " (this size is chosen as the least of N x 4096 holding 4x the measured LLC)"
         for p in grid.PASSES:
             rows = sorted((r for r in ok if (r["N"], r["C"], r["pass"]) == (n, c, p)),
                           key=lambda r: (r.get("machine") or "", r["device"], grid.DTYPES.index(r["dtype"]),
@@ -489,17 +541,17 @@ def bench_blocks(doc: dict, plot_files=(), comparison=None, compared_with: str =
             out.append(("p", f"x holds {n * c:,} elements: {fmt_bytes(size)} in float32{where}."))
             out.append(("table", (["machine"] if machines else []) + BENCH_HEADER,
                         [bench_row(r, baseline, machines) for r in rows]))
-    if comparison is not None:
-        out.extend(comparison_blocks(comparison, compared_with))
+    for title, gate in gates:
+        out.extend(comparison_blocks(gate, title))
     if plot_files:
         out.append(("h2", "Plots"))
-        out.append(("p", "Also as SVG beside the PNGs."))
+        out.append(("p", "Bars: 95% confidence intervals. Also as SVG beside the PNGs."))
         out.extend(("img", f, alt) for f, alt in plot_files)
     other = [r for r in records if r["status"] != "ok"]
     if other:
         out.append(("h2", "Not measured"))
         out.append(("p", "unsupported: the backend lacks the dtype, device or pass (a capability gap, not an error); "
-                    "error: it raised on a valid call; crash, timeout: the session died or hung in the row."))
+                    "error: it raised on a valid call; crash, timeout: the worker died or hung in the row."))
         out.append(("table", ["backend/mode", "device", "dtype", "size", "pass", "status", "detail"],
                     [[f"{r['backend']}/{r['mode']}", r["device"], r["dtype"], f"{r['N']}x{r['C']}", r["pass"],
                       r["status"], r["detail"][:160]] for r in other]))
@@ -508,8 +560,10 @@ def bench_blocks(doc: dict, plot_files=(), comparison=None, compared_with: str =
         out.append(("p", "Not installed or not loadable here: " + "; ".join(missing)))
     out.append(("h2", "Environment"))
     for e in envs:
-        flat = {k: v for k, v in e.items() if k not in ("bandwidth", "versions", "thread_controls")}
+        flat = {k: v for k, v in e.items() if k not in ("bandwidth", "fresh_copy", "versions", "thread_controls")}
         flat.update({f"bandwidth {d}": b.get("method", b.get("error")) for d, b in e.get("bandwidth", {}).items()})
+        flat.update({f"fresh copy {fmt_bytes(int(n))} ({pages})": f[pages].get("method", f[pages].get("error"))
+                     for n, f in e.get("fresh_copy", {}).items() for pages in ("small", "huge")})
         flat.update({f"version {b}": v for b, v in e.get("versions", {}).items()})
         flat.update({f"threads {b}": "; ".join(v) or "environment variables only"
                      for b, v in e.get("thread_controls", {}).items()})
@@ -517,23 +571,29 @@ def bench_blocks(doc: dict, plot_files=(), comparison=None, compared_with: str =
     return out
 
 
-def comparison_table(comparison) -> tuple[list, list]:
+GATE_WORDS = {0: "passed", 1: "FAILED: a row is SLOWER", 3: "INCONCLUSIVE: no row is slower, but not every row "
+              "could be decided"}
+
+
+def comparison_table(gate) -> tuple[list, list]:
     rows = []
-    for ch in comparison.changes:
+    for ch in gate.changes:
         r = ch.row
-        change = "" if ch.change is None else f"{100 * ch.change:+.0f}%"
-        fmt = (lambda v: f"{v:.3g}") if ch.basis == "ratio" else fmt_time
+        fmt = fmt_time if ch.basis == "median" else (lambda v: f"{v:.3g}")
+        interval = "" if ch.interval is None else f"[{ch.interval[0]:.3f}, {ch.interval[1]:.3f}]"
         rows.append([f"{r['backend']}/{r['mode']}", r["device"], r["dtype"], f"{r['N']}x{r['C']}", r["pass"],
                      ch.basis, "" if ch.old is None else fmt(ch.old), "" if ch.new is None else fmt(ch.new),
-                     change, ch.verdict])
-    return ["backend/mode", "device", "dtype", "size", "pass", "compared", "before", "now", "change", "verdict"], rows
+                     "" if ch.change is None else f"{100 * ch.change:+.1f}%", interval, ch.verdict, ch.note])
+    return ["backend/mode", "device", "dtype", "size", "pass", "compared", "before", "now", "change",
+            "now / before, 95% CI", "verdict", "note"], rows
 
 
-def comparison_blocks(comparison, compared_with: str) -> list:
-    header, rows = comparison_table(comparison)
-    verdict = "FAILED: a row got slower than allowed" if comparison.failed else "passed"
-    return [("h2", "Regression check"),
-            ("p", f"Against `{compared_with}`, at most {100 * comparison.max_slowdown:.0f}% slower allowed, on "
-             "ratios to the baseline of each run" + (" (raw medians where a row has no ratio)"
-                                                     if comparison.absolute else "") + f": {verdict}."),
+def comparison_blocks(gate, title: str) -> list:
+    header, rows = comparison_table(gate)
+    s = 100 * gate.max_slowdown
+    return [("h2", f"Regression check {title}"),
+            ("p", f"At most {s:.0f}% slower allowed. SLOWER: the whole interval of now / before lies above "
+             f"{1 + gate.max_slowdown:.3g}; FASTER: below {1 / (1 + gate.max_slowdown):.3g}; same: between the two; "
+             "INCONCLUSIVE: the interval reaches across a limit, or the row was measured under contention. "
+             f"Result: **{GATE_WORDS[gate.exit_status]}**."),
             ("table", header, rows)]

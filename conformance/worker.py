@@ -139,7 +139,10 @@ def resident_mib() -> float | None:
         return None
 
 
-def serve(spec: str) -> None:
+def serve(spec: str, handle=None, max_rss: float | None = MAX_RSS_MIB) -> None:
+    """The child's loop: load the backend, then answer requests with `handle(backend, request)`
+    (the conformance requests by default; the benchmark passes its own) until stdin closes."""
+    handle = handle or _handle
     proto = os.fdopen(os.dup(1), "w", buffering=1, encoding="utf-8")
     os.dup2(2, 1)  # whatever the frameworks print goes to stderr, not into the protocol
     sys.stdout = sys.stderr
@@ -156,12 +159,12 @@ def serve(spec: str) -> None:
             break
         req = json.loads(line)
         try:
-            reply = _handle(backend, req)
+            reply = handle(backend, req)
         except Exception as exc:
             reply = {"protocol_error": "".join(traceback.format_exception(exc))[-2000:]}
         rss = resident_mib()
-        if rss is not None and rss > MAX_RSS_MIB:
-            reply["retire"] = f"{rss:.0f} MiB resident, above {MAX_RSS_MIB} MiB"
+        if max_rss is not None and rss is not None and rss > max_rss:
+            reply["retire"] = f"{rss:.0f} MiB resident, above {max_rss} MiB"
         proto.write(json.dumps(reply) + "\n")
         if "retire" in reply:
             break
@@ -181,8 +184,9 @@ class Worker:
     retirement (see MAX_RSS_MIB)."""
 
     def __init__(self, spec: str, timeout: float = 120.0, start_timeout: float = 300.0,
-                 log_dir: Path | None = None):
+                 log_dir: Path | None = None, module: str = "conformance.worker", env: dict | None = None):
         self.spec, self.timeout, self.start_timeout = spec, timeout, start_timeout
+        self.module, self.env = module, env  # the child's module (`python -m`) and its environment
         self.log_dir = Path(log_dir) if log_dir else Path(tempfile.gettempdir())
         self.proc: subprocess.Popen | None = None
         self.missing: str | None = None
@@ -196,9 +200,9 @@ class Worker:
     def start(self) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        env = dict(self.env or os.environ, PYTHONUNBUFFERED="1")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "conformance.worker", self.spec],
+            [sys.executable, "-m", self.module, self.spec],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, env=env, start_new_session=True,
         )
         log.close()

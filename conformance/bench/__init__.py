@@ -1,8 +1,9 @@
 """`mmconf bench`: the benchmark harness.
 
-In the harness process: `run` (a pytest-benchmark session per backend, records, roofline),
-`machine` (cache size, measured bandwidth), `compare` (ratios to the baseline, the regression
-gate) and `plots`. In each backend's session: `session` (the pytest module), `timer` (how a call
-is timed) and `threads`. `measurement` reads what pytest-benchmark recorded. No module here
-imports a framework; the adapters do, inside the sessions.
+In the harness process: `run` (the workers, the interleaved rounds of each cell, the records and
+their roofline), `machine` (cache size, measured bandwidths, CPU accounts, a calibration kernel),
+`measurement` (a row's blocks, the ratio of two rows), `stats` (intervals and the gate's rule),
+`compare` (ratios, the regression gate) and `plots`. In each backend's worker process: `worker`
+(the requests), `timer` (how a block of calls is timed) and `threads`. No module here imports a
+framework; the adapters do, inside the workers.
 """

@@ -1,17 +1,28 @@
-"""Compare: ratios to the baseline backend within a run, and the regression gate between runs.
+"""Compare: ratios between rows of one run, and the regression gate.
 
-A row's ratio is its median over the baseline backend's median for the same machine, device,
-dtype, size and pass, both from the same run: what drifts between runs (clock, load, thermal state,
-another machine) moves both and cancels. The gate puts each row's ratio now against its ratio in
-an earlier bench.json; rows without a ratio in either file (no baseline there, or the baseline row
-itself) are compared on their raw medians only when asked (`absolute`).
+A row's ratio is its time over a reference row's (the baseline backend, or `--before`) for the
+same machine, device, dtype, size and pass, taken round by round from the interleaved blocks of
+one run (measurement.Ratio): what drifts (clock, load, thermal state, another machine) hits both
+and cancels. The gate then decides, from intervals, never from a bare threshold on two medians:
+
+- across runs (`--compare OLD`): the change of each row's ratio, new / old, whose interval is the
+  quotient of the two runs' intervals (stats.quotient);
+- within one run (`--before BACKEND/MODE`): each row's ratio to the before-row directly, the
+  tighter test, since both versions saw the same rounds.
+
+stats.decide turns an interval into SLOWER, FASTER, same or INCONCLUSIVE; a row measured under
+contention (in either run) is INCONCLUSIVE whatever its interval says.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from . import stats
+from .measurement import Measurement
+
 KEY = ("backend", "mode", "device", "dtype", "N", "C", "pass")
+EXIT = {stats.SLOWER: 1, stats.INCONCLUSIVE: 3}  # else 0; 2 is bad usage
 
 
 def label(r: dict) -> str:
@@ -22,33 +33,78 @@ def row_key(r: dict) -> tuple:
     return tuple(r[k] for k in KEY)
 
 
-def add_ratios(records: list[dict], baseline: str) -> bool:
-    """Set every record's `ratio` (None where its baseline row is missing or failed); True if the
-    baseline backend/mode has any row in this run."""
-    where = lambda r: (r.get("machine"), r["device"], r["dtype"], r["N"], r["C"], r["pass"])  # noqa: E731
-    base = {where(r): r["median_s"] for r in records if label(r) == baseline and r["status"] == "ok"}
+def add_ratios(records: list[dict], reference: str, prefix: str = "ratio") -> bool:
+    """Set every record's ratio to the `reference` row of its cell (None where that row is missing
+    or failed), with its interval, pairs and contention; True if the reference has any row here."""
+    cell = lambda r: (r.get("machine"), r["device"], r["dtype"], r["N"], r["C"], r["pass"])  # noqa: E731
+    refs = {cell(r): r for r in records if label(r) == reference and r["status"] == "ok"}
     for r in records:
-        b = base.get(where(r))
-        r["ratio"] = r["median_s"] / b if b and r["status"] == "ok" else None
-    return any(label(r) == baseline for r in records)
+        ref = refs.get(cell(r))
+        ratio = None
+        if ref is not None and r["status"] == "ok":
+            ratio = Measurement(r["block_s"]).ratio_to(Measurement(ref["block_s"]))
+        if ratio is None:
+            r.update({prefix: None, f"{prefix}_lo": None, f"{prefix}_hi": None, f"{prefix}_blocks": 0,
+                      f"{prefix}_contended": False})
+            continue
+        r.update(ratio.fields(prefix))
+        r[f"{prefix}_contended"] = bool(r.get("contended") or ref.get("contended"))
+    return any(label(r) == reference for r in records)
 
 
 @dataclass
 class Change:
     row: dict  # the record in the new run
-    verdict: str  # ok, SLOWER, faster, baseline, not comparable, not measured, new row
-    basis: str = ""  # ratio or median
+    verdict: str  # stats' four answers, or: baseline, not comparable, not measured, new row
+    basis: str = ""  # ratio, before, median
     old: float | None = None
     new: float | None = None
+    interval: tuple[float, float] | None = None  # of new / old
+    note: str = ""
 
     @property
     def change(self) -> float | None:
         return None if self.old is None or self.new is None else self.new / self.old - 1
 
 
-class Compare:
-    """Every row of `new` against the same row of `old`; `failed` when any got slower than
-    `max_slowdown` allows (0.1: ten per cent)."""
+def _interval(r: dict, prefix: str) -> tuple[float, float] | None:
+    lo, hi = r.get(f"{prefix}_lo"), r.get(f"{prefix}_hi")
+    return None if lo is None or hi is None else (lo, hi)
+
+
+def _judge(row: dict, basis: str, old: float, new: float, interval, contended: bool, max_slowdown: float) -> Change:
+    if contended:
+        return Change(row, stats.INCONCLUSIVE, basis, old, new, interval, "measured under contention")
+    verdict = stats.decide(interval, max_slowdown)
+    note = "" if interval else "too few blocks for an interval"
+    return Change(row, verdict, basis, old, new, interval, note)
+
+
+class Gate:
+    """The verdicts of one run's rows; `exit_status` 1 if any is SLOWER, else 3 if any is
+    INCONCLUSIVE, else 0."""
+
+    changes: list[Change]
+    max_slowdown: float
+
+    def counts(self) -> dict:
+        out: dict = {}
+        for c in self.changes:
+            out[c.verdict] = out.get(c.verdict, 0) + 1
+        return out
+
+    @property
+    def exit_status(self) -> int:
+        verdicts = {c.verdict for c in self.changes}
+        return next((code for v, code in EXIT.items() if v in verdicts), 0)
+
+    @property
+    def failed(self) -> bool:
+        return self.exit_status == 1
+
+
+class Compare(Gate):
+    """Every row of `new` against the same row of `old` (same machine where both have it)."""
 
     def __init__(self, old: dict, new: dict, max_slowdown: float, absolute: bool = False):
         self.max_slowdown, self.absolute = max_slowdown, absolute
@@ -68,23 +124,33 @@ class Compare:
             return Change(new, "new row")
         if new["status"] != "ok" or old["status"] != "ok":
             return Change(new, "not measured")
-        ratios = self.same_baseline and old.get("ratio") is not None and new.get("ratio") is not None
-        if ratios and label(new) != self.baseline:
-            basis, a, b = "ratio", old["ratio"], new["ratio"]
-        elif self.absolute:
-            basis, a, b = "median", old["median_s"], new["median_s"]
-        else:
-            return Change(new, "baseline" if label(new) == self.baseline else "not comparable")
-        limit = 1 + self.max_slowdown
-        verdict = "SLOWER" if b > a * limit else "faster" if b * limit < a else "ok"
-        return Change(new, verdict, basis, a, b)
+        if self.same_baseline and label(new) != self.baseline and new.get("ratio") and old.get("ratio"):
+            a, b = _interval(old, "ratio"), _interval(new, "ratio")
+            if a is None and b is None and "ratio_lo" not in old:
+                return Change(new, "not comparable", note="no intervals in the older file (format 1)")
+            contended = bool(old.get("ratio_contended") or new.get("ratio_contended"))
+            return _judge(new, "ratio", old["ratio"], new["ratio"], a and b and stats.quotient(b, a), contended,
+                          self.max_slowdown)
+        if self.absolute:
+            a, b = (old.get("median_lo_s"), old.get("median_hi_s")), (new.get("median_lo_s"), new.get("median_hi_s"))
+            interval = stats.quotient(b, a) if None not in a + b else None
+            contended = bool(old.get("contended") or new.get("contended"))
+            return _judge(new, "median", old["median_s"], new["median_s"], interval, contended, self.max_slowdown)
+        return Change(new, "baseline" if label(new) == self.baseline else "not comparable")
 
-    @property
-    def failed(self) -> bool:
-        return any(c.verdict == "SLOWER" for c in self.changes)
 
-    def counts(self) -> dict:
-        out: dict = {}
-        for c in self.changes:
-            out[c.verdict] = out.get(c.verdict, 0) + 1
-        return out
+class AgainstBefore(Gate):
+    """Every row of one run against the before-row of its cell (`--before BACKEND/MODE`)."""
+
+    def __init__(self, doc: dict, max_slowdown: float):
+        self.max_slowdown, self.before = max_slowdown, doc["before"]
+        self.changes = []
+        for r in doc["records"]:
+            if label(r) == self.before:
+                continue
+            if r["status"] != "ok" or r.get("before_ratio") is None:
+                self.changes.append(Change(r, "not measured" if r["status"] != "ok" else "not comparable",
+                                           note="" if r["status"] != "ok" else "no before-row in its cell"))
+                continue
+            self.changes.append(_judge(r, "before", 1.0, r["before_ratio"], _interval(r, "before_ratio"),
+                                       r["before_ratio_contended"], max_slowdown))

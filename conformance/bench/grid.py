@@ -8,19 +8,39 @@ from __future__ import annotations
 
 import numpy as np
 
-# (N, C) -> why it is in the grid
+# (N, C) -> why it is in the grid; the fourth size, beyond the last-level cache, is chosen from the
+# machine's cache (beyond_cache)
 SIZES = {
     (32, 10): "latency-bound",
     (4096, 1000): "typical",
     (256, 32768): "many classes",
-    (16384, 4096): "larger than the last-level cache",
 }
+BEYOND_CACHE = "beyond the last-level cache"
+BEYOND_C, BEYOND_MIN_N = 4096, 16384
 QUICK_SIZES = [(32, 10), (4096, 1000)]
 PASSES = ("fwd", "fwd+bwd")
 DTYPES = ("float32", "float64", "float16", "bfloat16")
 
 # The call every row times: the loss's defaults, batch-mean reduction.
 CALL = {"p": 1, "margin": 1.0, "weight": None, "reduction": "mean"}
+
+
+def beyond_cache(llc: int | None, fallback: int = 32 << 20) -> tuple[int, int]:
+    """(N, 4096) whose float32 scores hold at least 4x the last-level cache (N a power of two, at
+    least 16384): every pass then streams from memory, whatever the cache keeps."""
+    n = BEYOND_MIN_N
+    while n * BEYOND_C * 4 < 4 * (llc or fallback):
+        n *= 2
+    return n, BEYOND_C
+
+
+def default_sizes(llc: int | None) -> list[tuple[int, int]]:
+    return [*SIZES, beyond_cache(llc)]
+
+
+def why(n: int, c: int, llc: int | None) -> str:
+    """What a size is in the grid for ('' for one of the user's)."""
+    return SIZES.get((n, c)) or (BEYOND_CACHE if (n, c) == beyond_cache(llc) else "")
 
 
 def parse_sizes(text: str) -> list[tuple[int, int]]:

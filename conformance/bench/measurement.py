@@ -1,45 +1,73 @@
-"""Measurement: what the rounds of one row say, in seconds per call.
+"""Measurement: what the blocks of one row say, in seconds per call; Ratio: two rows of one run,
+paired block by block.
 
-Built from an entry of pytest-benchmark's JSON (a round of k iterations counts as its mean call).
-The median is the statistic reported and compared; the interquartile range says how much to trust
-it: a row whose IQR exceeds `NOISY` of its median is flagged noisy.
+A row is timed in blocks of back-to-back calls; the rows of one size and pass take turns, one
+block each per round, so that each round's blocks saw the same machine. `per_call[i]` is the mean
+call of the row's block in round i (None for a round it sat out). The median over blocks is the
+statistic reported; its interval and the IQR say how much to trust it.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
+
+from . import stats
 
 NOISY = 0.10  # IQR / median above this: the row is flagged noisy
 
 
 @dataclass
-class Measurement:
-    median: float
-    q1: float
-    q3: float
-    min: float
-    mean: float
-    rounds: int
-    iterations: int
+class Ratio:
+    """The median of the per-round ratios of two rows, with its 95% interval (stats.py)."""
+
+    estimate: float
+    interval: tuple[float, float] | None
+    pairs: int
 
     @property
-    def iqr(self) -> float:
-        return self.q3 - self.q1
+    def width(self) -> float:
+        return stats.relative_width(self.estimate, self.interval)
+
+    def fields(self, prefix: str) -> dict:
+        lo, hi = self.interval or (None, None)
+        return {prefix: self.estimate, f"{prefix}_lo": lo, f"{prefix}_hi": hi, f"{prefix}_blocks": self.pairs}
+
+
+@dataclass
+class Measurement:
+    per_call: list  # seconds per call in each round's block, None where the row sat the round out
+
+    @property
+    def times(self) -> list[float]:
+        return [t for t in self.per_call if t is not None]
+
+    @property
+    def median(self) -> float:
+        return stats.median(self.times)
+
+    @property
+    def interval(self) -> tuple[float, float] | None:
+        return stats.median_interval(self.times)
+
+    @property
+    def width(self) -> float:
+        return stats.relative_width(self.median, self.interval)
 
     def noisy(self, threshold: float = NOISY) -> bool:
-        return self.iqr > threshold * self.median
+        t = self.times
+        return stats.quantile(t, 0.75) - stats.quantile(t, 0.25) > threshold * self.median
 
-    def gbps(self, nbytes: int) -> float:
-        return nbytes / self.median / 1e9
-
-    @classmethod
-    def from_benchmark(cls, entry: dict) -> Measurement:
-        s = entry["stats"]
-        return cls(median=s["median"], q1=s["q1"], q3=s["q3"], min=s["min"], mean=s["mean"], rounds=s["rounds"],
-                   iterations=s.get("iterations", 1))
+    def ratio_to(self, other: Measurement) -> Ratio | None:
+        """This row over `other`, round by round where both have a block."""
+        pairs = [a / b for a, b in zip(self.per_call, other.per_call) if a is not None and b]
+        if not pairs:
+            return None
+        return Ratio(stats.median(pairs), stats.median_interval(pairs), len(pairs))
 
     def fields(self) -> dict:
         """The record's timing fields."""
-        d = asdict(self)
-        return {"median_s": d["median"], "iqr_s": self.iqr, "q1_s": d["q1"], "q3_s": d["q3"], "min_s": d["min"],
-                "mean_s": d["mean"], "rounds": d["rounds"], "iterations": d["iterations"]}
+        t = self.times
+        lo, hi = self.interval or (None, None)
+        q1, q3 = stats.quantile(t, 0.25), stats.quantile(t, 0.75)
+        return {"median_s": self.median, "median_lo_s": lo, "median_hi_s": hi, "q1_s": q1, "q3_s": q3,
+                "iqr_s": q3 - q1, "min_s": min(t), "blocks": len(t), "block_s": self.per_call}

@@ -1,6 +1,7 @@
 """Plots of a bench document, PNG and SVG (matplotlib, Agg): the median time per call against N*C
-(log-log, one line per backend/mode, bars from the first to the third quartile), and the speed-up
-over the baseline backend for each size (baseline median / row median; above 1 is faster)."""
+(log-log, one line per backend/mode, bars: the median's 95% interval), and the speed-up over the
+baseline backend for each size (1 / ratio; above 1 is faster; bars: the ratio's 95% interval).
+Contended rows are drawn hatched in the speed-up plot."""
 
 from __future__ import annotations
 
@@ -52,7 +53,8 @@ def _time(ax, rows: list[dict], machines: bool, doc: dict) -> None:
         rs.sort(key=lambda r: r["N"] * r["C"])
         x = [r["N"] * r["C"] for r in rs]
         y = [r["median_s"] for r in rs]
-        err = [[r["median_s"] - r["q1_s"] for r in rs], [r["q3_s"] - r["median_s"] for r in rs]]
+        err = [[r["median_s"] - (r.get("median_lo_s") or r["median_s"]) for r in rs],
+               [(r.get("median_hi_s") or r["median_s"]) - r["median_s"] for r in rs]]
         ax.errorbar(x, y, yerr=err, marker="o", markersize=4, capsize=2, label=name)
     ax.set_xscale("log")
     ax.set_yscale("log")
@@ -75,9 +77,16 @@ def _speedup(ax, rows: list[dict], machines: bool, doc: dict) -> None:
     names = sorted({series(r, machines) for r in rows})
     width = 0.8 / len(names)
     for k, name in enumerate(names):
-        by_size = {(r["N"], r["C"]): 1 / r["ratio"] for r in rows if series(r, machines) == name}
-        xs = [i + (k - (len(names) - 1) / 2) * width for i, s in enumerate(sizes) if s in by_size]
-        ax.bar(xs, [by_size[s] for s in sizes if s in by_size], width, label=name)
+        mine = [r for r in rows if series(r, machines) == name]
+        mine.sort(key=lambda r: sizes.index((r["N"], r["C"])))
+        xs = [sizes.index((r["N"], r["C"])) + (k - (len(names) - 1) / 2) * width for r in mine]
+        ys = [1 / r["ratio"] for r in mine]
+        err = [[y - 1 / (r.get("ratio_hi") or r["ratio"]) for y, r in zip(ys, mine)],
+               [1 / (r.get("ratio_lo") or r["ratio"]) - y for y, r in zip(ys, mine)]]
+        bars = ax.bar(xs, ys, width, yerr=err, capsize=2, label=name)
+        for bar, r in zip(bars, mine):
+            if r.get("ratio_contended"):
+                bar.set_hatch("//")
     ax.axhline(1, color="black", linewidth=0.8)
     ax.set_xticks(range(len(sizes)), [f"{n}x{c}" for n, c in sizes])
     ax.set_yscale("log")

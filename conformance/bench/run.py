@@ -1,76 +1,106 @@
-"""Running a benchmark: a pytest-benchmark session per backend, one after another, and the records
-(what bench.json holds) with roofline figures and ratios to the baseline backend.
+"""Running a benchmark: every backend's worker alive at once, the rows of each size and pass timed
+interleaved, block by block, and the records (what bench.json holds).
 
-Each session is a subprocess (`pytest conformance/bench/session.py`) with the thread settings in
-its environment before anything is imported. The harness follows the session's event file for
-progress and for a row that hangs (killed after `timeout` seconds) or crashes the process; either
-costs that row, and a fresh session runs the rows that have no timings yet.
+For each cell (device, dtype, size, pass) the harness prepares the row of every backend and mode
+in its worker (first call, warm-up), then runs rounds: each round gives every active row one block
+of back-to-back calls lasting about `block_s`, in a shuffled order, with a calibration kernel in
+the harness between rounds. Whatever drifts during a cell (clock speed, a neighbour, the
+hypervisor) hits every row of a round alike, so the ratio of two rows is taken round by round, and
+its median gets a distribution-free 95% interval (stats.py). A row leaves the rounds once its
+ratio to each reference row (the baseline, and `--before`) is known within `precision`, a
+reference once no other row needs it; a cell stops there, or when its time budget is spent
+(`budget_s` per row), after at least `min_blocks` rounds.
+
+Around each block the harness reads /proc/stat and the worker reports its threads' scheduler
+accounts, so each row records the threads it really used (CPU seconds per second), the CPU time
+other processes took meanwhile, the hypervisor's steal, and the time its threads waited runnable
+for a CPU. A row that waited more than CONTENDED of its time, or lost that much to steal, or
+whose cell saw the calibration kernel drift, is flagged contended: its ratio is not a fair figure.
 """
 
 from __future__ import annotations
 
-import json
+import math
 import os
 import platform
-import signal
-import subprocess
-import sys
-import time
+import random
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from . import compare, grid, machine, threads
+from ..worker import Worker, WorkerDied
+from . import compare, grid, machine, stats, threads
 from .measurement import NOISY, Measurement
 
-SESSION = Path(__file__).with_name("session.py")
-TIMING_FIELDS = ("median_s", "iqr_s", "q1_s", "q3_s", "min_s", "mean_s", "rounds", "iterations")
+CONTENDED = 0.05  # run-queue wait or steal above this share of a row's time: contended
+DRIFT = 0.10  # the calibration kernel's spread (p90 / p10 - 1) in a cell above this: contended
 
 
 @dataclass
 class Settings:
-    sizes: list = field(default_factory=lambda: list(grid.SIZES))
+    sizes: list | None = None  # None: the grid, its size beyond the cache chosen from the measured LLC
     dtypes: list = field(default_factory=lambda: ["float32"])
     passes: list = field(default_factory=lambda: list(grid.PASSES))
     devices: list | None = None  # None: every device a backend has
     modes: list | None = None  # None: every mode (first_mode_only: the first, and the baseline's)
     first_mode_only: bool = False
     threads: int = field(default_factory=threads.available)
-    budget_s: float = 1.0  # measured time per row
-    min_rounds: int = 7
-    max_rounds: int = 2000
-    min_round_s: float = 2e-4
+    budget_s: float = 2.0  # measured seconds per row at most, once min_blocks are done
+    block_s: float = 0.02  # a block of back-to-back calls lasts about this long
+    warmup_s: float = 0.25
+    precision: float = 0.02  # a ratio is known once its interval reaches at most 2% from its estimate
+    min_blocks: int = 9
+    max_blocks: int = 400
     noisy: float = NOISY
     baseline: str = "torch/eager"
-    timeout: float = 600.0  # seconds one row may take, compilation included
+    before: str | None = None  # BACKEND/MODE: the rows every other row is gated against in this run
+    timeout: float = 600.0  # seconds one request (a row's preparation, a block) may take
+    seed: int = 0  # the order of the rows within each round
 
-    def timer(self) -> dict:
-        return {"budget_s": self.budget_s, "min_rounds": self.min_rounds, "max_rounds": self.max_rounds,
-                "min_round_s": self.min_round_s}
+
+def label(r: dict) -> str:
+    return f"{r['backend']}/{r['mode']}"
 
 
 def run(backends: list[str], settings: Settings, work_dir: Path, progress=None) -> dict:
     """Every backend's rows; returns the bench document."""
     work_dir.mkdir(parents=True, exist_ok=True)
     llc = machine.llc_bytes()
+    sizes = settings.sizes or grid.default_sizes(llc)
     env = environment(settings.threads, llc)
-    env["bandwidth"] = {"cpu": machine.cpu_bandwidth(settings.threads, llc)}  # before the sessions load the CPUs
-    descriptions, records = {}, []
-    for spec in backends:
-        desc, recs = Backend(spec, settings, work_dir, progress).run()
-        descriptions[spec] = desc
-        records.extend(recs)
-    for device in sorted({r["device"] for r in records if r["status"] == "ok"} - {"cpu"}):
-        env["bandwidth"][device] = machine.device_bandwidth(device, _session_env(settings.threads))
-    env["versions"] = {b: d.get("version") for b, d in descriptions.items() if "missing" not in d}
-    env["thread_controls"] = {b: d.pop("thread_controls") for b, d in descriptions.items() if "thread_controls" in d}
-    for r in records:
-        _roofline(r, env["bandwidth"], settings.noisy)
+    n = settings.threads
+    env["bandwidth"] = {"cpu": machine.cpu_bandwidth(n, llc)}  # before the workers load the CPUs
+    grad_bytes = [nn * c * grid.itemsize(d) for nn, c in sizes for d in settings.dtypes]
+    env["fresh_copy"] = machine.fresh_copies(grad_bytes if "fwd+bwd" in settings.passes else [], n)
+    workers = Workers(backends, settings, work_dir)
+    try:
+        rows = workers.plan(sizes)
+        cells: dict[tuple, list[dict]] = {}
+        for r in rows:
+            cells.setdefault((r["device"], r["dtype"], r["N"], r["C"], r["pass"]), []).append(r)
+        rng = random.Random(settings.seed)
+        for i, cell in enumerate(cells.values()):
+            Cell(cell, workers, settings, rng).measure()
+            if progress:
+                progress(f"{cell[0]['N']}x{cell[0]['C']} {cell[0]['pass']}", i + 1, len(cells))
+    finally:
+        workers.close()
+    env["versions"] = {b: d.get("version") for b, d in workers.descriptions.items() if "missing" not in d}
+    env["thread_controls"] = {b: d.pop("thread_controls") for b, d in workers.descriptions.items()
+                              if "thread_controls" in d}
+    for device in sorted({r["device"] for r in rows if r["status"] == "ok"} - {"cpu"}):
+        env["bandwidth"][device] = machine.device_bandwidth(device, workers.env)
+    for r in rows:
+        _roofline(r, env, settings.noisy)
         r["machine"] = env["machine"]
-    found = compare.add_ratios(records, settings.baseline)
-    return {"kind": "mmconf-bench", "format": 1, "generated": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-            "environment": env, "settings": {**asdict(settings), "call": grid.CALL},
-            "baseline": settings.baseline, "baseline_found": found, "backends": descriptions, "records": records}
+    found = compare.add_ratios(rows, settings.baseline)
+    if settings.before:
+        compare.add_ratios(rows, settings.before, prefix="before_ratio")
+    return {"kind": "mmconf-bench", "format": 2, "generated": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            "environment": env, "settings": {**asdict(settings), "sizes": sizes, "call": grid.CALL},
+            "baseline": settings.baseline, "baseline_found": found, "before": settings.before,
+            "backends": workers.descriptions, "records": rows}
 
 
 def environment(n: int, llc: int | None) -> dict:
@@ -78,175 +108,210 @@ def environment(n: int, llc: int | None) -> dict:
 
     env = base()
     env.update(machine=platform.node(), threads=n, cpus_available=threads.available(), llc_bytes=llc)
-    try:
-        from importlib.metadata import version
-
-        env["pytest_benchmark"] = version("pytest-benchmark")
-    except Exception:
-        pass
     return env
 
 
-def _roofline(r: dict, bandwidth: dict, noisy: float) -> None:
+def _roofline(r: dict, env: dict, noisy: float) -> None:
+    """GB/s of the least traffic a call needs, as % of the copy into a reused buffer and, for
+    fwd+bwd, of the copy into a fresh output of the gradient's size (4 KiB and huge pages)."""
     r["bytes"] = grid.bytes_moved(r["N"], r["C"], r["dtype"], r["pass"])
-    r["gbps"] = r["pct_bandwidth"] = r["noisy"] = None
+    r.update(gbps=None, pct_bandwidth=None, pct_fresh=None, pct_fresh_huge=None, noisy=None)
     if r["status"] != "ok":
         return
     r["gbps"] = r["bytes"] / r["median_s"] / 1e9
+    bandwidth = env["bandwidth"]
     bw = (bandwidth.get(r["device"]) or bandwidth.get(r["device"].split(":")[0]) or {}).get("gbps")
     r["pct_bandwidth"] = 100 * r["gbps"] / bw if bw else None
-    r["noisy"] = r["iqr_s"] > noisy * r["median_s"]
+    fresh = env.get("fresh_copy", {}).get(str(r["bytes"] // 2)) if r["pass"] == "fwd+bwd" else None
+    if fresh and r["device"] == "cpu":
+        for key, pages in (("pct_fresh", "small"), ("pct_fresh_huge", "huge")):
+            gbps = fresh[pages].get("gbps")
+            r[key] = 100 * r["gbps"] / gbps if gbps else None
+    r["noisy"] = Measurement(r["block_s"]).noisy(noisy)
 
 
 def _session_env(n: int) -> dict:
-    """The environment of a session: the thread settings, and none of an enclosing pytest's variables
-    (under xdist, pytest-benchmark would turn itself off)."""
+    """A worker's environment: the thread settings, and none of an enclosing pytest's variables."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
-    return {**env, **threads.environment(n), "PYTHONUNBUFFERED": "1", "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
+    return {**env, **threads.environment(n), "MMCONF_BENCH_THREADS": str(n)}
 
 
-class Backend:
-    """One backend's rows, through as many sessions as crashes and hangs make necessary."""
+class Workers:
+    """One bench worker per backend, all alive for the run (started at once: imports take seconds)."""
 
-    def __init__(self, spec: str, settings: Settings, work_dir: Path, progress=None):
-        self.spec, self.settings, self.work_dir, self.progress = spec, settings, work_dir, progress
-        self.slug = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in spec)
-        self.rows: dict[str, dict] = {}  # id -> row, as the sessions planned them
-        self.final: dict[str, dict] = {}  # id -> the row's last 'end' event (or crash, timeout)
-        self.stats: dict[str, dict] = {}  # id -> pytest-benchmark entry
-        self.desc: dict = {}
+    def __init__(self, backends: list[str], settings: Settings, work_dir: Path):
+        self.settings, self.env = settings, _session_env(settings.threads)
+        self.by_spec = {spec: Worker(spec, timeout=settings.timeout, log_dir=work_dir,
+                                     module="conformance.bench.worker", env=self.env) for spec in backends}
+        self.descriptions: dict[str, dict] = {}
 
-    def run(self) -> tuple[dict, list[dict]]:
-        attempt = 0
-        while True:
-            attempt += 1
-            broken, detail = self._session(attempt)
-            if not self.desc:  # the session died before it could plan: a broken install, say
-                self.desc = {"missing": detail}
-            if "missing" in self.desc:
-                return self.desc, []
-            for rid in [rid for rid, e in self.final.items() if e["status"] == "ok" and rid not in self.stats]:
-                del self.final[rid]  # its timings died with the session: measure it again
-            left = [rid for rid in self.rows if rid not in self.final]
-            if not left:
-                break
-            if broken is None:  # died outside any row (loading, teardown): the rest cannot run
-                for rid in left:
-                    self.final[rid] = {"status": "crash", "detail": detail}
-                break
-        return self.desc, [self._record(rid) for rid in self.rows]
+    def request(self, spec: str, req: dict) -> dict:
+        return self.by_spec[spec].request(req)
 
-    def _session(self, attempt: int) -> tuple[str | None, str]:
-        """Run one session; returns the row it broke on (None if none) and how it ended."""
-        stem = self.work_dir / f"{self.slug}.{attempt}"
-        events_path, json_path, plan_path, log_path = (
-            Path(f"{stem}.{x}") for x in ("events.jsonl", "benchmark.json", "plan.json", "log"))
-        for p in (events_path, json_path):
-            p.unlink(missing_ok=True)
+    def plan(self, sizes: list) -> list[dict]:
+        """Start every worker, then list the rows: each (device, mode, dtype, size, pass) the
+        settings ask for and the backend has; dtypes the adapter does not declare stay in, to be
+        reported as unsupported."""
         s = self.settings
-        modes = s.modes or (self._first_modes() if s.first_mode_only else None)
-        plan = {"backend": self.spec, "sizes": s.sizes, "dtypes": s.dtypes, "passes": s.passes, "devices": s.devices,
-                "modes": modes, "threads": s.threads, "timer": s.timer(), "skip": sorted(self.final)}
-        plan_path.write_text(json.dumps(plan))
-        ini = self.work_dir / "pytest.ini"
-        ini.write_text("[pytest]\n")  # the session ignores the project's pytest settings
-        cmd = [sys.executable, "-m", "pytest", str(SESSION), "-c", str(ini), "--rootdir", str(self.work_dir),
-               "-p", "no:cacheprovider", "-p", "pytest_benchmark.plugin", "-q", "-rN",
-               "--benchmark-json", str(json_path), "--benchmark-disable-gc",
-               "--benchmark-timer", "conformance.bench.timer.now"]
-        env = {**_session_env(s.threads), "MMCONF_BENCH_PLAN": str(plan_path), "MMCONF_BENCH_EVENTS": str(events_path)}
-        with open(log_path, "wb") as log:
-            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        with ThreadPoolExecutor(len(self.by_spec) or 1) as pool:
+            replies = dict(zip(self.by_spec, pool.map(self._describe, self.by_spec)))
+        rows = []
+        for spec, reply in replies.items():
+            if "describe" not in reply:
+                self.descriptions[spec] = {"missing": reply.get("missing") or str(reply)[:1000]}
+                continue
+            desc = self.descriptions[spec] = {**reply["describe"], "thread_controls": reply["threads"]}
+            modes = s.modes or (self._first_modes(spec, desc["modes"]) if s.first_mode_only else desc["modes"])
+            want = lambda chosen, have: [x for x in have if not chosen or x in chosen]  # noqa: E731
+            for device in want(s.devices, desc["devices"]):
+                for mode in want(modes, desc["modes"]):
+                    for dtype in s.dtypes:
+                        for n, c in sizes:
+                            for p in s.passes:
+                                rows.append(_row(spec, device, mode, dtype, n, c, p, desc.get("threads") or s.threads))
+        order = {(n, c): i for i, (n, c) in enumerate(sizes)}
+        return sorted(rows, key=lambda r: (r["device"], s.dtypes.index(r["dtype"]), order[(r["N"], r["C"])],
+                                           grid.PASSES.index(r["pass"])))
+
+    def _describe(self, spec: str) -> dict:
         try:
-            broken, how = self._follow(proc, events_path)
-        finally:
-            _kill(proc)
-        rc = proc.returncode
-        ended = f"signal {signal.Signals(-rc).name}" if rc < 0 else f"status {rc}"
-        for entry in _benchmarks(json_path):
-            if entry["extra_info"].get("status") == "ok":
-                self.stats[entry["extra_info"]["row"]] = entry
-        if broken is not None:
-            detail = (f"killed after {self.settings.timeout:g} s in this row" if how == "timeout"
-                      else f"the session died ({ended}) in this row; its log: {log_path}")
-            self.final[broken] = {"status": how, "detail": detail}
-        return broken, f"the session ended ({ended}) outside any row: {_tail(log_path)} (log: {log_path})"
+            return self.request(spec, {"op": "describe"})
+        except WorkerDied as e:
+            return {"missing": f"the worker died while loading: {e}"}
 
-    def _follow(self, proc: subprocess.Popen, events_path: Path) -> tuple[str | None, str]:
-        """Read the session's events as they come; kill it when a row (or loading) outlasts the timeout."""
-        offset, current, since = 0, None, time.monotonic()
-        while True:
-            done = proc.poll() is not None
-            if events_path.exists():
-                with open(events_path, "rb") as f:
-                    f.seek(offset)
-                    lines = f.read().split(b"\n")
-                offset += sum(len(line) + 1 for line in lines[:-1])  # a torn last line is read again
-                for line in lines[:-1]:
-                    current, since = self._event(json.loads(line), current, since)
-            if done:
-                return current, "crash"
-            if time.monotonic() - since > self.settings.timeout:
-                _kill(proc)
-                return current, "timeout"
-            time.sleep(0.05)
-
-    def _event(self, e: dict, current, since):
-        kind = e["event"]
-        if kind == "missing":
-            self.desc = {"missing": e["reason"]}
-        elif kind == "plan":
-            self.desc = {**e["describe"], "thread_controls": e["threads"]}
-            self.rows.update((r["id"], r) for r in e["rows"])
-        elif kind == "start":
-            return e["id"], time.monotonic()
-        elif kind == "end":
-            self.final[e["id"]] = e
-            if self.progress:
-                self.progress(self.spec, len(self.final), len(self.rows))
-            return None, time.monotonic()
-        return current, since
-
-    def _first_modes(self) -> list[str]:
-        from ..worker import make_backend
-
-        modes = make_backend(self.spec).modes  # a class attribute: nothing is imported
+    def _first_modes(self, spec: str, modes: list) -> list[str]:
         base, _, mode = self.settings.baseline.partition("/")
-        return sorted({modes[0], mode} if base == self.spec and mode in modes else {modes[0]})
+        return sorted({modes[0], mode} if base == spec and mode in modes else {modes[0]})
 
-    def _record(self, rid: str) -> dict:
-        row, end = self.rows[rid], self.final[rid]
-        rec = {"backend": self.spec, **{k: row[k] for k in ("mode", "device", "dtype", "N", "C", "pass")},
-               "status": end["status"], "detail": end.get("detail", "")}
-        rec.update(dict.fromkeys(TIMING_FIELDS))
-        rec.update(first_call_s=None, compile_s=None, warmup_calls=None, peak_bytes=None, peak_kind=None, clock=None)
-        if end["status"] == "ok":
-            m = Measurement.from_benchmark(self.stats[rid])
-            rec.update(m.fields())
-            rec.update({k: end[k] for k in ("first_call_s", "warmup_calls", "peak_bytes", "peak_kind", "clock")})
-            rec["compile_s"] = max(end["first_call_s"] - m.median, 0.0)  # what the first call cost beyond a call
-        return rec
+    def close(self) -> None:
+        for w in self.by_spec.values():
+            w.close()
 
 
-def _benchmarks(path: Path) -> list[dict]:
-    """The entries of pytest-benchmark's JSON; none if the session died before writing it."""
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))["benchmarks"]
-    except (OSError, ValueError, KeyError):
-        return []
+# what a row that was not measured holds in place of figures
+UNMEASURED = dict.fromkeys((
+    "median_s", "median_lo_s", "median_hi_s", "q1_s", "q3_s", "iqr_s", "min_s", "blocks", "block_s", "calls_per_block",
+    "first_call_s", "compile_s", "warmup_calls", "peak_bytes", "peak_kind", "clock", "cpu_threads", "wait_share",
+    "others_cpus", "steal_share", "calibration_drift", "contended", "contention"))
 
 
-def _kill(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
+def _row(spec, device, mode, dtype, n, c, p, threads_: int) -> dict:
+    return {**UNMEASURED, "backend": spec, "mode": mode, "device": device, "dtype": dtype, "N": n, "C": c, "pass": p,
+            "id": grid.row_id(spec, device, mode, dtype, n, c, p), "status": "planned", "detail": "",
+            "threads": threads_}
+
+
+class Cell:
+    """The rows of one device, dtype, size and pass, measured interleaved."""
+
+    def __init__(self, rows: list[dict], workers: Workers, settings: Settings, rng: random.Random):
+        self.rows, self.workers, self.s, self.rng = rows, workers, settings, rng
+        self.refs = {settings.baseline, settings.before} - {None}
+        self.per_call: dict[str, list] = {}
+        self.calls: dict[str, int] = {}
+        self.usage: dict[str, dict] = {}  # row id -> summed wall, cpu, wait, others, steal seconds
+        self.calibration: list[float] = []
+
+    def measure(self) -> None:
+        ok = [r for r in self.rows if self._prepare(r)]
+        active = list(ok)
+        spent, rounds = 0.0, 0
+        while active and rounds < self.s.max_blocks:
+            self.calibration.append(machine.calibrate())
+            order = list(active)
+            self.rng.shuffle(order)
+            for r in order:
+                spent += self._block(r, rounds)
+            active = [r for r in active if r["status"] == "ok"]
+            rounds += 1
+            for r in active:
+                self.per_call[r["id"]].extend([None] * (rounds - len(self.per_call[r["id"]])))
+            if rounds >= self.s.min_blocks:
+                if spent > self.s.budget_s * len(ok):
+                    break
+                active = self._still_needed(active)
+        for r in ok:
+            if r["status"] == "ok":
+                self.workers.request(r["backend"], {"op": "release", "id": r["id"]})
+                self._finish(r)
+
+    def _prepare(self, r: dict) -> bool:
         try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        proc.wait()
+            reply = self.workers.request(r["backend"], {"op": "prepare", "row": r, "warmup_s": self.s.warmup_s})
+        except WorkerDied as e:
+            r.update(status=e.kind, detail=e.detail)
+            return False
+        r["status"], r["detail"] = reply.get("status", "error"), reply.get("detail", str(reply)[:500])
+        if r["status"] != "ok":
+            return False
+        r.update({k: reply[k] for k in ("first_call_s", "warmup_calls", "peak_bytes", "peak_kind", "clock")})
+        self.calls[r["id"]] = max(1, math.ceil(self.s.block_s / max(reply["estimate_s"], 1e-9)))
+        self.per_call[r["id"]] = []
+        self.usage[r["id"]] = dict.fromkeys(("wall", "cpu", "wait", "others", "steal"), 0.0)
+        return True
 
+    def _block(self, r: dict, round_: int) -> float:
+        """One block of the row; returns its wall time."""
+        calls = self.calls[r["id"]]
+        before = machine.cpu_seconds()
+        try:
+            b = self.workers.request(r["backend"], {"op": "block", "id": r["id"], "calls": calls})
+        except WorkerDied as e:
+            r.update(status=e.kind, detail=f"{e.detail} (while timing)")
+            return 0.0
+        after = machine.cpu_seconds()
+        if "seconds" not in b:
+            r.update(status="error", detail=str(b)[:500])
+            return 0.0
+        series = self.per_call[r["id"]]
+        series.extend([None] * (round_ - len(series)))
+        series.append(b["seconds"] / calls)
+        u = self.usage[r["id"]]
+        u["wall"] += b["wall_s"]
+        if b["cpu_s"] is not None:
+            u["cpu"] += b["cpu_s"]
+            u["wait"] += b["wait_s"]
+        if before and after:  # the harness's own reading costs are in here too: small next to a block
+            u["others"] += max(after[0] - before[0] - (b["cpu_s"] or 0.0), 0.0)
+            u["steal"] += after[1] - before[1]
+        return b["wall_s"]
 
-def _tail(path: Path, lines: int = 3) -> str:
-    try:
-        return " | ".join(path.read_text(errors="replace").strip().splitlines()[-lines:])[-400:]
-    except OSError:
-        return ""
+    def _measurement(self, r: dict) -> Measurement:
+        return Measurement(self.per_call[r["id"]])
+
+    def _still_needed(self, active: list[dict]) -> list[dict]:
+        refs = [r for r in active if label(r) in self.refs]
+        others = [r for r in active if label(r) not in self.refs]
+        keep = []
+        for r in others:
+            if not refs:  # nothing to pair with: its own median must be known
+                if self._measurement(r).width > self.s.precision:
+                    keep.append(r)
+                continue
+            ratios = [self._measurement(r).ratio_to(self._measurement(ref)) for ref in refs]
+            if any(x is None or x.width > self.s.precision for x in ratios):
+                keep.append(r)
+        if keep:
+            return keep + refs
+        return [r for r in refs if not others and self._measurement(r).width > self.s.precision]
+
+    def _finish(self, r: dict) -> None:
+        r.update(self._measurement(r).fields())
+        r["calls_per_block"] = self.calls[r["id"]]
+        r["compile_s"] = max(r["first_call_s"] - r["median_s"], 0.0)  # what the first call cost beyond a call
+        u = self.usage[r["id"]]
+        wall = u["wall"] or float("nan")
+        r["cpu_threads"] = u["cpu"] / wall if u["cpu"] else None  # the threads it really kept busy
+        r["wait_share"] = u["wait"] / wall
+        r["others_cpus"] = u["others"] / wall  # CPUs' worth of other processes during its blocks
+        r["steal_share"] = u["steal"] / wall
+        c = self.calibration
+        r["calibration_drift"] = stats.quantile(c, 0.9) / stats.quantile(c, 0.1) - 1 if len(c) > 1 else 0.0
+        why = [f"its threads waited {100 * r['wait_share']:.0f}% of the time for a CPU"] \
+            if r["wait_share"] > CONTENDED else []
+        if r["steal_share"] > CONTENDED:
+            why.append(f"the hypervisor took {100 * r['steal_share']:.0f}%")
+        if r["calibration_drift"] > DRIFT:
+            why.append(f"the calibration kernel drifted {100 * r['calibration_drift']:.0f}%")
+        r["contended"] = bool(why)
+        r["contention"] = "; ".join(why)

@@ -1,33 +1,23 @@
-"""Timer: how one prepared call is timed, inside a bench session.
+"""Timer: how one prepared call is timed, inside a bench worker.
 
 The first call is timed apart (it compiles or traces where the mode does); a warm-up follows, and
-its calls give the estimate that sizes the measurement: a round is `iterations` back-to-back calls,
-enough to last `min_round_s` (so the clock's resolution and overhead stay small), and the rounds
-fill the row's time budget, between `min_rounds` (for a stable median and IQR) and `max_rounds`.
-The rounds run under pytest-benchmark's pedantic mode, which records them. Every call blocks until
-its outputs are ready (the adapter's prepared callable synchronises), and each computes fresh
+its calls give the estimate that sizes a block: `calls` back-to-back calls lasting about the
+harness's block time. A block starts with one untimed call when it holds more than one (the
+caches refilled after the other rows' turns), then times its calls with one clock reading at each
+end. Around the timed calls it reads the scheduler's accounts of this process's threads
+(/proc/self/task/*/schedstat: time on a CPU, time runnable but waiting for one), which say how
+many threads the row really used and whether a busy machine kept them waiting. Every call blocks
+until its outputs are ready (the adapter's prepared callable synchronises) and computes fresh
 outputs and gradients, so nothing accumulates from call to call.
 """
 
 from __future__ import annotations
 
-import math
 import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-
-_clock: Callable[[], float] = time.perf_counter
-
-
-def now() -> float:
-    """The clock pytest-benchmark reads in a bench session (--benchmark-timer conformance.bench.timer.now)."""
-    return _clock()
-
-
-def use_clock(clock: Callable[[], float]) -> None:
-    global _clock
-    _clock = clock
+from pathlib import Path
 
 
 def cuda_event_clock(torch) -> Callable[[], float]:
@@ -45,42 +35,61 @@ def cuda_event_clock(torch) -> Callable[[], float]:
     return read
 
 
+def schedstat() -> tuple[float, float] | None:
+    """(seconds on a CPU, seconds runnable and waiting) summed over this process's threads; None
+    where the kernel does not keep the accounts."""
+    on = wait = 0
+    try:
+        for task in Path("/proc/self/task").iterdir():
+            try:
+                fields = (task / "schedstat").read_text().split()
+            except OSError:  # the thread ended meanwhile
+                continue
+            on += int(fields[0])
+            wait += int(fields[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return on / 1e9, wait / 1e9
+
+
 @dataclass
 class Timer:
     fn: Callable[[], object]
-    budget_s: float = 1.0  # time for the measured rounds of one row
-    min_rounds: int = 7
-    max_rounds: int = 2000
-    min_round_s: float = 2e-4
-    warmup_s: float | None = None  # default: a quarter of the budget, at most one second
+    clock: Callable[[], float] = time.perf_counter
+    warmup_s: float = 0.25
     first_call_s: float | None = None
     warmup_calls: int = 0
 
     def first_call(self) -> float:
-        t0 = now()
+        t0 = self.clock()
         self.fn()
-        self.first_call_s = now() - t0
+        self.first_call_s = self.clock() - t0
         return self.first_call_s
 
     def warm_up(self) -> float:
-        """At least two calls and `warmup_s` seconds; the median call is the estimate."""
-        limit = self.warmup_s if self.warmup_s is not None else min(self.budget_s / 4, 1.0)
+        """At least two calls and `warmup_s` seconds; the median call of the later half (caches and
+        allocators settled) is the estimate."""
         times: list[float] = []
-        start = now()
-        while len(times) < 2 or now() - start < limit:
-            t0 = now()
+        start = time.perf_counter()
+        while len(times) < 2 or time.perf_counter() - start < self.warmup_s:
+            t0 = self.clock()
             self.fn()
-            times.append(now() - t0)
+            times.append(self.clock() - t0)
         self.warmup_calls = len(times)
-        return statistics.median(times[len(times) // 2:])  # the later half: caches and allocators settled
+        return statistics.median(times[len(times) // 2:])
 
-    def plan(self, per_call: float) -> tuple[int, int]:
-        """(rounds, iterations) for a call of about `per_call` seconds."""
-        iterations = max(1, math.ceil(self.min_round_s / max(per_call, 1e-9)))
-        rounds = int(self.budget_s / (per_call * iterations))
-        return min(max(rounds, self.min_rounds), self.max_rounds), iterations
-
-    def measure(self, benchmark) -> None:
-        """Warm up, then the rounds through the pytest-benchmark fixture `benchmark`."""
-        rounds, iterations = self.plan(self.warm_up())
-        benchmark.pedantic(self.fn, rounds=rounds, iterations=iterations, warmup_rounds=0)
+    def block(self, calls: int) -> dict:
+        """Time `calls` back-to-back calls: their total seconds, the wall time, and the threads' CPU
+        and run-queue seconds over it."""
+        if calls > 1:
+            self.fn()
+        sched0, wall0 = schedstat(), time.perf_counter()
+        t0 = self.clock()
+        for _ in range(calls):
+            self.fn()
+        seconds = self.clock() - t0
+        wall, sched1 = time.perf_counter() - wall0, schedstat()
+        out = {"seconds": seconds, "wall_s": wall, "cpu_s": None, "wait_s": None}
+        if sched0 and sched1:
+            out["cpu_s"], out["wait_s"] = (max(b - a, 0.0) for a, b in zip(sched0, sched1))
+        return out

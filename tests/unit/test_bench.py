@@ -1,10 +1,12 @@
-"""`mmconf bench`: the harness runs and writes well-formed output, survives a crashing or hanging
-kernel, merges runs of several machines, and its regression gate judges ratios within each run.
-Nothing here asserts a speed: the slowdowns it checks are twenty-fold against a 50% threshold."""
+"""`mmconf bench`: the statistics and the gate's decision rule on synthetic timings, and the harness
+end to end (well-formed output, merged machines, a crashing or hanging kernel, the gate on a
+kernel slowed by real work). Nothing here asserts a speed of this machine: the slowdowns the end-to-end
+gate checks are twenty-fold against a 50% threshold."""
 
 import importlib.util
 import json
 import os
+import random
 import subprocess
 import sys
 from pathlib import Path
@@ -12,16 +14,19 @@ from pathlib import Path
 import pytest
 
 from conformance import report
-from conformance.bench import grid
-from conformance.bench.compare import Compare, add_ratios
+from conformance.bench import grid, stats
+from conformance.bench.compare import AgainstBefore, Compare, add_ratios
 from conformance.bench.measurement import Measurement
 from conformance.bench.timer import Timer
 
 ROOT = Path(__file__).resolve().parents[2]
-RECORD_KEYS = {"backend", "mode", "device", "dtype", "N", "C", "pass", "status", "median_s", "iqr_s", "rounds",
-               "ratio", "gbps", "pct_bandwidth", "compile_s", "bytes", "noisy", "peak_bytes", "machine"}
-FAST = ["--budget", "0.02", "--min-rounds", "3"]
-MISSING = [m for m in ("pytest_benchmark", "matplotlib", "tabulate") if importlib.util.find_spec(m) is None]
+RECORD_KEYS = {"backend", "mode", "device", "dtype", "N", "C", "pass", "status", "median_s", "median_lo_s",
+               "median_hi_s", "iqr_s", "blocks", "calls_per_block", "block_s", "ratio", "ratio_lo", "ratio_hi",
+               "ratio_blocks", "threads", "cpu_threads", "wait_share", "others_cpus", "steal_share",
+               "calibration_drift", "contended", "gbps", "pct_bandwidth", "pct_fresh", "compile_s", "bytes", "noisy",
+               "peak_bytes", "machine"}
+FAST = ["--budget", "0.02", "--block", "0.002", "--min-blocks", "6"]
+MISSING = [m for m in ("matplotlib", "tabulate") if importlib.util.find_spec(m) is None]
 needs_bench = pytest.mark.skipif(bool(MISSING), reason=f"the [bench] extra is not installed ({', '.join(MISSING)})")
 
 
@@ -42,69 +47,141 @@ def test_sizes_and_bytes():
     assert grid.bytes_moved(10, 10, "bfloat16", "fwd+bwd") == 400
 
 
-def test_timer_sizes_rounds_to_the_call():
-    t = Timer(lambda: None, budget_s=1.0, min_rounds=7, max_rounds=2000, min_round_s=2e-4)
-    assert t.plan(1e-5) == (2000, 20)  # fast: several calls per round, as many rounds as allowed
-    assert t.plan(0.01) == (100, 1)
-    assert t.plan(0.5) == (7, 1)  # slow: the minimum, past the budget
+def test_the_size_beyond_the_cache_holds_four_times_the_measured_cache():
+    assert grid.beyond_cache(32 << 20) == (16384, 4096)  # 256 MiB >= 128 MiB
+    n, c = grid.beyond_cache(315_000_000)  # a 315 MB last-level cache: 16384 x 4096 would fit in it
+    assert c == 4096 and n * c * 4 >= 4 * 315_000_000 > n // 2 * c * 4
+    assert grid.default_sizes(32 << 20)[-1] == (16384, 4096)
+    assert grid.why(16384, 4096, 32 << 20) == grid.BEYOND_CACHE and grid.why(16384, 4096, 315_000_000) == ""
 
 
-def test_timer_times_the_first_call_apart_and_hands_rounds_to_pedantic():
+def test_timer_blocks_time_their_calls_after_one_untimed_call():
     calls = []
-
-    class Benchmark:
-        def pedantic(self, fn, rounds, iterations, warmup_rounds):
-            self.args = rounds, iterations, warmup_rounds
-            for _ in range(rounds * iterations):
-                fn()
-
-    t = Timer(lambda: calls.append(1), budget_s=0.001, min_rounds=3, warmup_s=0.0)
+    t = Timer(lambda: calls.append(1), warmup_s=0.0)
     t.first_call()
     assert len(calls) == 1 and t.first_call_s >= 0
-    b = Benchmark()
-    t.measure(b)
-    assert t.warmup_calls >= 2 and b.args[0] >= 3 and b.args[2] == 0
-    assert len(calls) == 1 + t.warmup_calls + b.args[0] * b.args[1]
+    assert t.warm_up() >= 0 and t.warmup_calls >= 2
+    before = len(calls)
+    b = t.block(5)
+    assert len(calls) - before == 6 and b["seconds"] >= 0 and b["wall_s"] >= b["seconds"] * 0.5
+    assert b["cpu_s"] is None or b["cpu_s"] >= 0
+    before = len(calls)
+    t.block(1)
+    assert len(calls) - before == 1  # a block of one call: nothing untimed
 
 
-def test_noisy_flag():
-    m = Measurement(median=1.0, q1=0.9, q3=1.15, min=0.8, mean=1.0, rounds=9, iterations=1)
-    assert m.iqr == pytest.approx(0.25) and m.noisy(0.1) and not m.noisy(0.3)
+# --- statistics -----------------------------------------------------------------------------------
 
 
-def rec(backend, median, machine="a", status="ok", mode="eager", size=(64, 100)):
-    return {"backend": backend, "mode": mode, "device": "cpu", "dtype": "float32", "N": size[0], "C": size[1],
-            "pass": "fwd", "status": status, "median_s": median, "machine": machine}
+def test_median_interval_uses_the_sign_test_ranks():
+    xs = list(range(1, 21))
+    assert stats.median_interval(xs[:5]) is None  # too few for 95%
+    assert stats.median_interval(xs[:6]) == (1, 6)
+    assert stats.median_interval(xs[:9]) == (2, 8)
+    assert stats.median_interval(xs) == (6, 15)  # the tabulated ranks for n = 20
+    assert stats.median_interval(list(range(100)))[0] == 39  # l = 40 for n = 100
 
 
-def doc(records, baseline="base/eager"):
-    add_ratios(records, baseline)
-    return {"baseline": baseline, "records": records}
+def test_median_interval_covers_the_median_about_95_percent_of_the_time():
+    rng = random.Random(7)
+    for n in (9, 30, 200):
+        misses = sum(not (lo <= 1.0 <= hi) for lo, hi in (
+            stats.median_interval([rng.lognormvariate(0, 0.5) for _ in range(n)]) for _ in range(2000)))
+        assert 0.005 < misses / 2000 < 0.06, (n, misses)
 
 
-def test_ratios_cancel_machine_drift():
-    old = doc([rec("base", 1.0), rec("kern", 2.0)])
-    drifted = doc([rec("base", 3.0, "b"), rec("kern", 6.0, "b")])  # everything three times slower
-    c = Compare(old, drifted, max_slowdown=0.1)
-    assert not c.failed and [ch.verdict for ch in c.changes] == ["baseline", "ok"]
-    slower = Compare(old, doc([rec("base", 1.0), rec("kern", 2.5)]), max_slowdown=0.1)
-    assert slower.failed and slower.changes[1].verdict == "SLOWER" and slower.changes[1].change == pytest.approx(0.25)
-    faster = Compare(old, doc([rec("base", 1.0), rec("kern", 1.0)]), max_slowdown=0.1)
-    assert not faster.failed and faster.changes[1].verdict == "faster"
+def test_ratio_pairs_blocks_of_the_same_round():
+    a = Measurement([2.0, None, 4.0, 6.0])
+    b = Measurement([1.0, 5.0, 2.0, None])
+    r = a.ratio_to(b)
+    assert r.estimate == 2.0 and r.pairs == 2 and r.interval is None  # too few pairs for an interval
+    assert a.times == [2.0, 4.0, 6.0] and a.median == 4.0
+
+
+@pytest.mark.parametrize("interval, verdict", [
+    ((0.97, 1.04), stats.SAME), ((1.12, 1.3), stats.SLOWER), ((0.7, 0.88), stats.FASTER),
+    ((1.05, 1.15), stats.INCONCLUSIVE), ((0.85, 1.2), stats.INCONCLUSIVE), (None, stats.INCONCLUSIVE),
+])
+def test_decide(interval, verdict):
+    assert stats.decide(interval, 0.10) == verdict
+
+
+# --- the gate on synthetic timings: rounds that share a drift, blocks with noise -----------------
+
+
+def synthetic_run(slowdown=1.0, noise=0.02, rounds=40, seed=0, machine="m", contended=False):
+    """A baseline and a kernel twice as slow (times `slowdown`), measured interleaved: each round's
+    machine speed drifts by up to 30% (both rows alike), each block has its own lognormal noise."""
+    rng = random.Random(seed)
+    base, kern = [], []
+    for _ in range(rounds):
+        drift = 1 + 0.3 * rng.random()
+        base.append(1e-3 * drift * rng.lognormvariate(0, noise))
+        kern.append(2e-3 * slowdown * drift * rng.lognormvariate(0, noise))
+    records = []
+    for backend, times in (("base", base), ("kern", kern)):
+        m = Measurement(times)
+        records.append({"backend": backend, "mode": "eager", "device": "cpu", "dtype": "float32", "N": 64, "C": 100,
+                        "pass": "fwd", "status": "ok", "machine": machine, "contended": contended,
+                        **m.fields()})
+    add_ratios(records, "base/eager")
+    add_ratios(records, "base/eager", prefix="before_ratio")
+    return {"baseline": "base/eager", "before": "base/eager", "records": records}
+
+
+def verdicts(gate):
+    return {c.row["backend"]: c.verdict for c in gate.changes}
+
+
+def test_gate_passes_a_fixed_ratio_under_drift_and_noise():
+    old = synthetic_run(seed=1)
+    for seed in range(2, 22):  # 20 unchanged runs on another (3x slower) machine
+        new = synthetic_run(seed=seed, machine="other")
+        for r in new["records"]:
+            r["median_s"] *= 3
+        c = Compare(old, new, max_slowdown=0.1)
+        assert verdicts(c) == {"base": "baseline", "kern": stats.SAME} and c.exit_status == 0, seed
+
+
+def test_gate_fails_a_shifted_ratio():
+    old = synthetic_run(seed=1)
+    for seed in range(2, 22):
+        c = Compare(old, synthetic_run(slowdown=1.25, seed=seed), max_slowdown=0.1)
+        assert verdicts(c)["kern"] == stats.SLOWER and c.exit_status == 1 and c.failed
+        assert c.changes[1].change == pytest.approx(0.25, abs=0.03)
+    c = Compare(old, synthetic_run(slowdown=0.7, seed=3), max_slowdown=0.1)
+    assert verdicts(c)["kern"] == stats.FASTER and c.exit_status == 0
+
+
+def test_gate_is_inconclusive_on_a_too_noisy_run_and_under_contention():
+    old = synthetic_run(seed=1)
+    noisy = Compare(old, synthetic_run(slowdown=1.1, noise=0.4, rounds=9, seed=5), max_slowdown=0.1)
+    assert verdicts(noisy)["kern"] == stats.INCONCLUSIVE and noisy.exit_status == 3
+    busy = Compare(old, synthetic_run(slowdown=2.0, seed=5, contended=True), max_slowdown=0.1)
+    assert verdicts(busy)["kern"] == stats.INCONCLUSIVE and "contention" in busy.changes[1].note
+
+
+def test_gate_within_one_run_against_the_before_row():
+    same = AgainstBefore(synthetic_run(slowdown=0.5, seed=4), max_slowdown=0.1)  # the kernel 'after' = base
+    assert verdicts(same) == {"kern": stats.SAME} and same.exit_status == 0
+    slower = AgainstBefore(synthetic_run(slowdown=0.5 * 1.25, seed=4), max_slowdown=0.1)
+    assert verdicts(slower) == {"kern": stats.SLOWER} and slower.exit_status == 1
 
 
 def test_rows_without_a_baseline_are_compared_only_when_asked():
-    old = doc([rec("kern", 1.0)])
-    new = doc([rec("kern", 2.0), rec("other", 1.0), rec("kern", None, status="unsupported", size=(8, 4))])
-    assert old["records"][0]["ratio"] is None
+    old, new = synthetic_run(seed=1), synthetic_run(seed=2, slowdown=2.0)
+    for d in (old, new):
+        d["baseline"] = "torch/eager"
+        for r in d["records"]:
+            r["ratio"] = r["ratio_lo"] = r["ratio_hi"] = None
     c = Compare(old, new, max_slowdown=0.1)
-    assert not c.failed and [ch.verdict for ch in c.changes] == ["not comparable", "new row", "new row"]
+    assert verdicts(c) == {"base": "not comparable", "kern": "not comparable"} and c.exit_status == 0
     absolute = Compare(old, new, max_slowdown=0.1, absolute=True)
-    assert absolute.failed and absolute.changes[0].basis == "median"
+    assert verdicts(absolute)["kern"] == stats.SLOWER and absolute.changes[1].basis == "median"
 
 
 def test_missing_baseline_leaves_ratios_empty():
-    records = [rec("kern", 1.0)]
+    records = synthetic_run()["records"]
     assert add_ratios(records, "torch/eager") is False and records[0]["ratio"] is None
 
 
@@ -131,15 +208,16 @@ def test_tiny_run_writes_well_formed_output(tiny):
     for r in d["records"]:
         assert RECORD_KEYS <= set(r), RECORD_KEYS - set(r)
         if r["backend"] == "numpy":
-            assert r["status"] == "ok" and r["ratio"] == 1.0 and r["rounds"] >= 3
+            assert r["status"] == "ok" and r["ratio"] == 1.0 and r["blocks"] >= 6 and len(r["block_s"]) >= 6
             assert 0 < r["q1_s"] <= r["median_s"] <= r["q3_s"] and r["gbps"] > 0 and r["compile_s"] >= 0
+            assert r["median_lo_s"] <= r["median_s"] <= r["median_hi_s"] and r["cpu_threads"] > 0
         elif r["pass"] == "fwd":
-            assert r["status"] == "ok" and r["ratio"] > 0
+            assert r["status"] == "ok" and r["ratio_lo"] <= r["ratio"] <= r["ratio_hi"] and r["ratio_blocks"] >= 6
         else:  # a NumPy kernel without a backward function: a capability gap, reported
             assert r["status"] == "unsupported" and "backward" in r["detail"] and r["median_s"] is None
     md = (tiny / "bench.md").read_text()
     assert "## 8 x 4, fwd" in md and "## 16 x 8, fwd+bwd" in md and "| numpy/eager" in md
-    assert "1.00 (baseline)" in md and "## Not measured" in md and "![" in md
+    assert "1 (baseline)" in md and "## Not measured" in md and "![" in md and "interleaved" in md
     for name in ("bench-time", "bench-speedup"):
         assert (tiny / f"{name}.png").read_bytes().startswith(b"\x89PNG")
         assert "<svg" in (tiny / f"{name}.svg").read_text()
@@ -166,26 +244,40 @@ def test_report_merges_runs_of_two_machines(tiny, tmp_path):
 
 @needs_bench
 def test_gate_fails_a_slowed_kernel_and_passes_an_unchanged_one(tmp_path):
-    """A kernel author's loop: bench the kernel beside the baseline, save, change it, compare."""
+    """A kernel author's loops: the old and the new version interleaved in one run (--before), and
+    a saved run against a later one (--compare)."""
     kernel = tmp_path / "kern.py"
-    env = {**os.environ, "PYTHONPATH": str(tmp_path), "PYTHONDONTWRITEBYTECODE": "1"}
-    args = ["bench", "--backends", "numpy,check:numpy:kern:loss", "--baseline", "numpy/eager", "--sizes", "64x100",
-            "--passes", "fwd", "--budget", "0.2"]
+    kernel.write_text("from tests.kernels.bench_kernels import once, twenty_times\nsame = once\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)]), "PYTHONDONTWRITEBYTECODE": "1"}
+    args = ["--sizes", "64x100", "--passes", "fwd", "--budget", "0.3", "--max-slowdown", "50%"]
 
-    def bench(version, out, *extra):
-        kernel.write_text(f"from tests.kernels.bench_kernels import {version} as loss\n")
-        return mmconf(*args, "--out", str(tmp_path / out), *extra, env=env)
+    def bench(new, before, out, *extra):
+        return mmconf("bench", "--backends", f"check:numpy:kern:{new}", "--before", f"check:numpy:kern:{before}/eager",
+                      *args, "--out", str(tmp_path / out), *extra, env=env)
 
-    r = bench("once", "before")
-    assert r.returncode == 0, r.stdout + r.stderr
-    saved = str(tmp_path / "before" / "bench.json")
-    r = bench("twenty_times", "slowed", "--compare", saved, "--max-slowdown", "50%")
-    assert r.returncode == 1, r.stdout + r.stderr
-    assert "SLOWER" in r.stdout and "regression check: FAILED" in r.stdout
-    assert "Regression check" in (tmp_path / "slowed" / "bench.md").read_text()
-    r = bench("once", "unchanged", "--compare", saved, "--max-slowdown", "50%")
-    assert r.returncode == 0, r.stdout + r.stderr
-    assert "regression check: passed" in r.stdout
+    def verdict_expected(outs, verdict, code):
+        """Rows measured under contention (a busy machine) must come out INCONCLUSIVE instead."""
+        rows = [r for out in outs.split() for r in json.loads((tmp_path / out / "bench.json").read_text())["records"]]
+        contended = any(r.get("contended") for r in rows)
+        return (stats.INCONCLUSIVE, 3) if contended else (verdict, code)
+
+    r = bench("twenty_times", "once", "slowed")
+    verdict, code = verdict_expected("slowed", stats.SLOWER, 1)
+    assert r.returncode == code and verdict in r.stdout, r.stdout + r.stderr
+    assert "Regression check against check:numpy:kern:once/eager" in (tmp_path / "slowed" / "bench.md").read_text()
+    r = bench("same", "once", "unchanged")
+    verdict, code = verdict_expected("unchanged", "regression check: passed", 0)
+    assert r.returncode == code and verdict in r.stdout, r.stdout + r.stderr
+
+    def against(version, out, *extra):  # the same backend name, its code changed in between
+        (tmp_path / "mine.py").write_text(f"from tests.kernels.bench_kernels import {version} as loss\n")
+        return mmconf("bench", "--backends", "numpy,check:numpy:mine:loss", "--baseline", "numpy/eager",
+                      *args, "--out", str(tmp_path / out), *extra, env=env)
+
+    assert against("once", "before").returncode == 0
+    r = against("twenty_times", "later", "--compare", str(tmp_path / "before" / "bench.json"))
+    verdict, code = verdict_expected("before later", stats.SLOWER, 1)
+    assert r.returncode == code and verdict in r.stdout, r.stdout + r.stderr
 
 
 @needs_bench
@@ -204,6 +296,8 @@ def test_a_crash_or_a_hang_costs_its_row_only(tmp_path):
     (["--dtypes", "float8"], "unknown dtype"),
     (["--max-slowdown", "lots"], "max-slowdown"),
     (["--compare", "/nonexistent/bench.json"], "cannot read"),
+    (["--before", "numpy"], "BACKEND/MODE"),
+    (["--min-blocks", "3"], "at least 6"),
 ])
 def test_bad_usage_exits_2(args, words):
     r = mmconf("bench", "--backends", "numpy", *args)
