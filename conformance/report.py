@@ -443,10 +443,10 @@ def bench_row(r: dict, baseline: str | None, machines: bool) -> list:
         peak = (f"+{fmt_bytes(r['peak_bytes'])} RSS" if r["peak_kind"] == "rss growth"
                 else f"{fmt_bytes(r['peak_bytes'])} ({r['peak_kind']})")
     threads = "" if r.get("cpu_threads") is None else f"{r['threads'] or '?'} ({r['cpu_threads']:.1f})"
-    flags = [f for f in ("noisy", "contended") if r.get(f)]
+    flags = [f for f in ("noisy", "contended") if r.get(f)]  # r.get: bench.json files of format 1 lack some
     cells = [label, r["device"], r["dtype"], fmt_time(r["median_s"]),
              f"{fmt_time(r['iqr_s'])} ({100 * r['iqr_s'] / r['median_s']:.0f}%)", ratio,
-             f"{r['blocks']} x {r['calls_per_block']}", threads,
+             f"{r['blocks']} x {r['calls_per_block']}" if r.get("blocks") else "", threads,
              "" if r["gbps"] is None else f"{r['gbps']:.3g}", _pct(r["pct_bandwidth"]),
              " / ".join(_pct(r.get(k)) for k in ("pct_fresh", "pct_fresh_huge")) if r.get("pct_fresh") else "",
              fmt_time(r["compile_s"]), peak, ", ".join(flags)]

@@ -76,7 +76,7 @@ def _judge(row: dict, basis: str, old: float, new: float, interval, contended: b
     if contended:
         return Change(row, stats.INCONCLUSIVE, basis, old, new, interval, "measured under contention")
     verdict = stats.decide(interval, max_slowdown)
-    note = "" if interval else "too few blocks for an interval"
+    note = "" if interval else "no interval (too few blocks, or an older bench.json)"
     return Change(row, verdict, basis, old, new, interval, note)
 
 
@@ -125,9 +125,9 @@ class Compare(Gate):
         if new["status"] != "ok" or old["status"] != "ok":
             return Change(new, "not measured")
         if self.same_baseline and label(new) != self.baseline and new.get("ratio") and old.get("ratio"):
-            a, b = _interval(old, "ratio"), _interval(new, "ratio")
-            if a is None and b is None and "ratio_lo" not in old:
+            if "ratio_lo" not in old:
                 return Change(new, "not comparable", note="no intervals in the older file (format 1)")
+            a, b = _interval(old, "ratio"), _interval(new, "ratio")
             contended = bool(old.get("ratio_contended") or new.get("ratio_contended"))
             return _judge(new, "ratio", old["ratio"], new["ratio"], a and b and stats.quotient(b, a), contended,
                           self.max_slowdown)
