@@ -69,6 +69,7 @@ def run(backends: list[str], settings: Settings, work_dir: Path, progress=None) 
     llc = machine.llc_bytes()
     sizes = settings.sizes or grid.default_sizes(llc)
     env = environment(settings.threads, llc)
+    env["load_average_before"] = os.getloadavg()[0]
     n = settings.threads
     env["bandwidth"] = {"cpu": machine.cpu_bandwidth(n, llc)}  # before the workers load the CPUs
     grad_bytes = [nn * c * grid.itemsize(d) for nn, c in sizes for d in settings.dtypes]
@@ -86,6 +87,7 @@ def run(backends: list[str], settings: Settings, work_dir: Path, progress=None) 
                 progress(f"{cell[0]['N']}x{cell[0]['C']} {cell[0]['pass']}", i + 1, len(cells))
     finally:
         workers.close()
+    env["load_average_after"] = os.getloadavg()[0]
     env["versions"] = {b: d.get("version") for b, d in workers.descriptions.items() if "missing" not in d}
     env["thread_controls"] = {b: d.pop("thread_controls") for b, d in workers.descriptions.items()
                               if "thread_controls" in d}

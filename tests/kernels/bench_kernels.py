@@ -25,3 +25,21 @@ def crash_16_hang_32(input, target, **kw):
     if len(input) == 32:
         time.sleep(3600)
     return correct(input, target, **kw)
+
+
+# The regression gate's A/B check (README, "The gate"): our PyTorch implementation, and the same with
+# real extra work, a quarter of the batch or the whole batch once more (its loss times zero: the
+# value stays, forward and backward both do the work).
+def torch_fast(input, target, **kw):
+    from impls.torch_fast import multi_margin_loss
+
+    return multi_margin_loss(input, target, **kw)
+
+
+def torch_fast_plus_a_quarter(input, target, **kw):
+    q = max(1, len(input) // 4)
+    return torch_fast(input, target, **kw) + 0 * torch_fast(input[:q], target[:q], **kw)
+
+
+def torch_fast_twice(input, target, **kw):
+    return torch_fast(input, target, **kw) + 0 * torch_fast(input, target, **kw)
