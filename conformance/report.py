@@ -479,7 +479,8 @@ def _method(doc: dict) -> list:
             "Threads: the framework's setting, and in brackets the CPU seconds per second its worker's threads "
             "really used during the blocks. A row is flagged **contended** when its threads waited runnable for a "
             f"CPU more than {100 * CONTENDED:.0f}% of the time (the scheduler's accounts), the hypervisor "
-            f"stole as much, or a calibration kernel timed between rounds drifted more than {100 * DRIFT:.0f}%: "
+            f"stole as much, or the median of a calibration kernel timed between rounds moved more than "
+            f"{100 * DRIFT:.0f}% from the first half of the rounds to the second: "
             "its ratio is then not a fair figure and the gate calls it INCONCLUSIVE. A row whose IQR exceeds "
             f"{100 * s.get('noisy', 0.1):.0f}% of its median is flagged noisy.")),
         ("p", (

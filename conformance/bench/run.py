@@ -34,7 +34,7 @@ from . import compare, grid, machine, stats, threads
 from .measurement import NOISY, Measurement
 
 CONTENDED = 0.05  # run-queue wait or steal above this share of a row's time: contended
-DRIFT = 0.10  # the calibration kernel's spread (p90 / p10 - 1) in a cell above this: contended
+DRIFT = 0.10  # the calibration kernel's median moved this much between a cell's halves: contended
 
 
 @dataclass
@@ -190,6 +190,17 @@ class Workers:
             w.close()
 
 
+def _drift(times: list[float]) -> float:
+    """How far the calibration kernel's median moved from the first half of a cell's rounds to the
+    second, as a fraction: a CPU that got slower or faster for a while (a neighbour, the clock, the
+    hypervisor). Round-to-round jitter is not drift: pairing cancels it, the intervals carry it."""
+    half = len(times) // 2
+    if half < 2:
+        return 0.0
+    a, b = stats.median(times[:half]), stats.median(times[half:])
+    return max(a, b) / min(a, b) - 1
+
+
 # what a row that was not measured holds in place of figures
 UNMEASURED = dict.fromkeys((
     "median_s", "median_lo_s", "median_hi_s", "q1_s", "q3_s", "iqr_s", "min_s", "blocks", "block_s", "calls_per_block",
@@ -307,8 +318,7 @@ class Cell:
         r["wait_share"] = u["wait"] / wall
         r["others_cpus"] = u["others"] / wall  # CPUs' worth of other processes during its blocks
         r["steal_share"] = u["steal"] / wall
-        c = self.calibration
-        r["calibration_drift"] = stats.quantile(c, 0.9) / stats.quantile(c, 0.1) - 1 if len(c) > 1 else 0.0
+        r["calibration_drift"] = _drift(self.calibration)
         why = [f"its threads waited {100 * r['wait_share']:.0f}% of the time for a CPU"] \
             if r["wait_share"] > CONTENDED else []
         if r["steal_share"] > CONTENDED:
