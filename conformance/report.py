@@ -459,7 +459,7 @@ BENCH_HEADER = ["backend/mode", "device", "dtype", "median", "IQR", "ratio [95% 
 
 
 def _method(doc: dict) -> list:
-    from .bench.run import CONTENDED, DRIFT
+    from .bench.run import CONTENDED, SLACK
 
     s = doc.get("settings", {})
     return [("p", (
@@ -477,11 +477,11 @@ def _method(doc: dict) -> list:
         "computes fresh gradients.")),
         ("p", (
             "Threads: the framework's setting, and in brackets the CPU seconds per second its worker's threads "
-            "really used during the blocks. A row is flagged **contended** when its threads waited runnable for a "
-            f"CPU more than {100 * CONTENDED:.0f}% of the time (the scheduler's accounts), the hypervisor "
-            f"stole as much, or the median of a calibration kernel timed between rounds moved more than "
-            f"{100 * DRIFT:.0f}% from the first half of the rounds to the second: "
-            "its ratio is then not a fair figure and the gate calls it INCONCLUSIVE. A row whose IQR exceeds "
+            "really used during the blocks. A row is flagged **contended** when other processes (from /proc/stat, "
+            f"less the worker's own CPU time) left it fewer CPUs than its threads, less {SLACK:g}, or the "
+            f"hypervisor stole more than {100 * CONTENDED:.0f}% of its time: its ratio is then not a fair figure "
+            "and the gate calls it INCONCLUSIVE. bench.json also records each row's run-queue wait and the drift "
+            "of a calibration kernel timed between rounds. A row whose IQR exceeds "
             f"{100 * s.get('noisy', 0.1):.0f}% of its median is flagged noisy.")),
         ("p", (
             "Roofline: GB/s counts the least traffic a call needs (fwd reads N*C elements; fwd+bwd also writes the "

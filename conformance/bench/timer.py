@@ -79,11 +79,12 @@ class Timer:
         return statistics.median(times[len(times) // 2:])
 
     def block(self, calls: int) -> dict:
-        """Time `calls` back-to-back calls: their total seconds, the wall time, and the threads' CPU
-        and run-queue seconds over it."""
+        """Time `calls` back-to-back calls: their total seconds; and over the whole block (the
+        untimed call included, so that the harness can tell this process's CPU time from the
+        others'), the wall time and the threads' CPU and run-queue seconds."""
+        sched0, wall0 = schedstat(), time.perf_counter()
         if calls > 1:
             self.fn()
-        sched0, wall0 = schedstat(), time.perf_counter()
         t0 = self.clock()
         for _ in range(calls):
             self.fn()
