@@ -378,7 +378,7 @@ def _bench_settings(args, Settings, grid):
     s = Settings(baseline=args.baseline, timeout=args.timeout)
     if args.quick:
         s.sizes, s.first_mode_only = list(grid.QUICK_SIZES), True
-        s.budget_s, s.warmup_s = 0.2, 0.05
+        s.budget_s, s.warmup_s, s.processes = 0.2, 0.05, 2
     if args.sizes:
         s.sizes = grid.parse_sizes(args.sizes)
     if args.dtypes:
@@ -393,7 +393,7 @@ def _bench_settings(args, Settings, grid):
     s.devices, s.modes = _split(args.devices), _split(args.modes)
     for name, attr in (("threads", "threads"), ("budget", "budget_s"), ("block", "block_s"),
                        ("precision", "precision"), ("min_blocks", "min_blocks"), ("max_blocks", "max_blocks"),
-                       ("noisy", "noisy")):
+                       ("processes", "processes"), ("noisy", "noisy")):
         value = getattr(args, name)
         if value is not None:
             if value <= 0:
@@ -521,7 +521,10 @@ def main(argv=None) -> int:
                    "most this far from the estimate (default 0.02)")
     p.add_argument("--min-blocks", type=int, help="blocks per row at least (default 9, at least 6)")
     p.add_argument("--max-blocks", type=int, help="blocks per row at most (default 400)")
-    p.add_argument("--noisy", type=float, help="IQR/median above which a row is flagged noisy (default 0.1)")
+    p.add_argument("--processes", type=int, help="worker processes each row is measured in, one after another "
+                   "(default 3)")
+    p.add_argument("--noisy", type=float, help="flag a row noisy when its interval reaches further than this "
+                   "from its estimate (default 0.1)")
     p.add_argument("--baseline", default="torch/eager", help="BACKEND/MODE the ratios refer to (default torch/eager)")
     p.add_argument("--quick", action="store_true", help="a smoke run: two sizes, short budgets, numpy and one "
                    "other backend, each backend's first mode")

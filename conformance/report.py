@@ -463,7 +463,7 @@ def _method(doc: dict) -> list:
 
     s = doc.get("settings", {})
     return [("p", (
-        "Method: every backend runs in a worker process of its own, all alive for the whole run, with "
+        "Method: every backend runs in a worker process of its own, all alive together, with "
         f"{s.get('threads')} thread(s) fixed before the framework is imported. For each size and pass the rows of "
         "every backend and mode are prepared (first call timed apart: `compile` is what it cost beyond a median "
         "call; then a warm-up), and then measured **interleaved**: in each round every row runs one block of "
@@ -472,17 +472,19 @@ def _method(doc: dict) -> list:
         "per-round ratios of two rows, with a distribution-free 95% confidence interval (the order statistics of "
         "the sign test; no assumption on the timing distribution). Rounds go on until every ratio's interval "
         f"reaches at most {100 * s.get('precision', 0):.3g}% from its estimate, or the budget of "
-        f"{s.get('budget_s')} s per row is spent (at least {s.get('min_blocks')} blocks). `blocks x calls` says "
-        "how many blocks of how many calls a row got. Every call returns only once its outputs are ready and "
-        "computes fresh gradients.")),
+        f"{s.get('budget_s')} s per row is spent (at least {s.get('min_blocks')} blocks). Each row is measured in "
+        f"{s.get('processes', 1)} worker process(es) one after another, workers started afresh for each: the "
+        "interval is the hull of every process's interval, since a kernel's speed can depend on its process. "
+        "`blocks x calls` says how many blocks of how many calls a row got. Every call returns only once its "
+        "outputs are ready and computes fresh gradients.")),
         ("p", (
             "Threads: the framework's setting, and in brackets the CPU seconds per second its worker's threads "
             "really used during the blocks. A row is flagged **contended** when other processes (from /proc/stat, "
             f"less the worker's own CPU time) left it fewer CPUs than its threads, less {SLACK:g}, or the "
             f"hypervisor stole more than {100 * CONTENDED:.0f}% of its time: its ratio is then not a fair figure "
             "and the gate calls it INCONCLUSIVE. bench.json also records each row's run-queue wait and the drift "
-            "of a calibration kernel timed between rounds. A row whose IQR exceeds "
-            f"{100 * s.get('noisy', 0.1):.0f}% of its median is flagged noisy.")),
+            "of a calibration kernel timed between rounds. A row whose ratio's interval (a reference row's: its "
+            f"median's) reaches more than {100 * s.get('noisy', 0.1):.0f}% from the estimate is flagged noisy.")),
         ("p", (
             "Roofline: GB/s counts the least traffic a call needs (fwd reads N*C elements; fwd+bwd also writes the "
             "N*C gradient). `% of copy` is against a copy into a reused buffer (above 100%: the data came from "

@@ -42,10 +42,10 @@ def add_ratios(records: list[dict], reference: str, prefix: str = "ratio") -> bo
         ref = refs.get(cell(r))
         ratio = None
         if ref is not None and r["status"] == "ok":
-            ratio = Measurement(r["block_s"]).ratio_to(Measurement(ref["block_s"]))
+            ratio = Measurement(r["block_s"], r.get("process_starts")).ratio_to(Measurement(ref["block_s"]))
         if ratio is None:
             r.update({prefix: None, f"{prefix}_lo": None, f"{prefix}_hi": None, f"{prefix}_blocks": 0,
-                      f"{prefix}_contended": False})
+                      f"{prefix}_processes": [], f"{prefix}_contended": False})
             continue
         r.update(ratio.fields(prefix))
         r[f"{prefix}_contended"] = bool(r.get("contended") or ref.get("contended"))

@@ -5,15 +5,22 @@ A row is timed in blocks of back-to-back calls; the rows of one size and pass ta
 block each per round, so that each round's blocks saw the same machine. `per_call[i]` is the mean
 call of the row's block in round i (None for a round it sat out). The median over blocks is the
 statistic reported; its interval and the IQR say how much to trust it.
+
+The rounds come from one worker process after another (`starts`: the first round of each). A
+kernel's speed can differ from process to process and stay put within one (where the heap placed
+its buffers, which pages it faulted in, where its threads landed): measured here, one kernel took
+7.7 ms in one process and 12.5 ms in the next. Blocks of one process cannot show that, so an
+interval is the hull of the intervals of every process: a figure that depends on the process reads
+as wide, never as precise.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from . import stats
 
-NOISY = 0.10  # IQR / median above this: the row is flagged noisy
+NOISY = 0.10  # a row whose interval reaches further than this from its estimate is flagged noisy
 
 
 @dataclass
@@ -23,6 +30,7 @@ class Ratio:
     estimate: float
     interval: tuple[float, float] | None
     pairs: int
+    processes: list = field(default_factory=list)  # the median ratio in each worker process
 
     @property
     def width(self) -> float:
@@ -30,12 +38,30 @@ class Ratio:
 
     def fields(self, prefix: str) -> dict:
         lo, hi = self.interval or (None, None)
-        return {prefix: self.estimate, f"{prefix}_lo": lo, f"{prefix}_hi": hi, f"{prefix}_blocks": self.pairs}
+        return {prefix: self.estimate, f"{prefix}_lo": lo, f"{prefix}_hi": hi, f"{prefix}_blocks": self.pairs,
+                f"{prefix}_processes": self.processes}
+
+
+def by_process(values: list, starts: list) -> list[list[float]]:
+    """The values (None left out) of each worker process that has any; `starts` as in Measurement."""
+    starts = starts or [0]
+    parts = [[v for v in values[a:b] if v is not None] for a, b in zip(starts, [*starts[1:], len(values)])]
+    return [part for part in parts if part]
+
+
+def _hull(values: list, starts: list) -> tuple[float, float] | None:
+    """The intervals of the median of each process's values, joined; None unless every process
+    has enough values for one."""
+    intervals = [stats.median_interval(part) for part in by_process(values, starts)]
+    if not intervals or None in intervals:
+        return None
+    return min(lo for lo, _ in intervals), max(hi for _, hi in intervals)
 
 
 @dataclass
 class Measurement:
     per_call: list  # seconds per call in each round's block, None where the row sat the round out
+    starts: list = field(default_factory=list)  # the first round of each worker process ([] or [0]: one)
 
     @property
     def times(self) -> list[float]:
@@ -47,22 +73,21 @@ class Measurement:
 
     @property
     def interval(self) -> tuple[float, float] | None:
-        return stats.median_interval(self.times)
+        return _hull(self.per_call, self.starts)
 
     @property
     def width(self) -> float:
         return stats.relative_width(self.median, self.interval)
 
-    def noisy(self, threshold: float = NOISY) -> bool:
-        t = self.times
-        return stats.quantile(t, 0.75) - stats.quantile(t, 0.25) > threshold * self.median
-
     def ratio_to(self, other: Measurement) -> Ratio | None:
-        """This row over `other`, round by round where both have a block."""
-        pairs = [a / b for a, b in zip(self.per_call, other.per_call) if a is not None and b]
+        """This row over `other`, round by round where both have a block (the rows of a cell share
+        their rounds, and so their processes' starts)."""
+        rounds = [a / b if a is not None and b else None for a, b in zip(self.per_call, other.per_call)]
+        pairs = [x for x in rounds if x is not None]
         if not pairs:
             return None
-        return Ratio(stats.median(pairs), stats.median_interval(pairs), len(pairs))
+        return Ratio(stats.median(pairs), _hull(rounds, self.starts), len(pairs),
+                     [stats.median(part) for part in by_process(rounds, self.starts)])
 
     def fields(self) -> dict:
         """The record's timing fields."""
@@ -70,4 +95,5 @@ class Measurement:
         lo, hi = self.interval or (None, None)
         q1, q3 = stats.quantile(t, 0.25), stats.quantile(t, 0.75)
         return {"median_s": self.median, "median_lo_s": lo, "median_hi_s": hi, "q1_s": q1, "q3_s": q3,
-                "iqr_s": q3 - q1, "min_s": min(t), "blocks": len(t), "block_s": self.per_call}
+                "iqr_s": q3 - q1, "min_s": min(t), "blocks": len(t), "block_s": self.per_call,
+                "process_starts": self.starts or [0]}

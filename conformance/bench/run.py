@@ -9,7 +9,9 @@ hypervisor) hits every row of a round alike, so the ratio of two rows is taken r
 its median gets a distribution-free 95% interval (stats.py). A row leaves the rounds once its
 ratio to each reference row (the baseline, and `--before`) is known within `precision`, a
 reference once no other row needs it; a cell stops there, or when its time budget is spent
-(`budget_s` per row), after at least `min_blocks` rounds.
+(`budget_s` per row), after at least `min_blocks` rounds. All of this happens `processes` times,
+with every backend's workers started afresh each time and a share of the rounds and budget each:
+a kernel's speed can depend on its process (measurement.py).
 
 Around each block the harness reads /proc/stat and the worker reports its threads' scheduler
 accounts, so each row records the threads it really used (CPU seconds per second), the CPU time
@@ -56,6 +58,7 @@ class Settings:
     precision: float = 0.02  # a ratio is known once its interval reaches at most 2% from its estimate
     min_blocks: int = 9
     max_blocks: int = 400
+    processes: int = 3  # worker processes each row is measured in, one after another (measurement.py)
     noisy: float = NOISY
     baseline: str = "torch/eager"
     before: str | None = None  # BACKEND/MODE: the rows every other row is gated against in this run
@@ -78,35 +81,46 @@ def run(backends: list[str], settings: Settings, work_dir: Path, progress=None) 
     env["bandwidth"] = {"cpu": machine.cpu_bandwidth(n, llc)}  # before the workers load the CPUs
     grad_bytes = [nn * c * grid.itemsize(d) for nn, c in sizes for d in settings.dtypes]
     env["fresh_copy"] = machine.fresh_copies(grad_bytes if "fwd+bwd" in settings.passes else [], n)
-    workers = Workers(backends, settings, work_dir)
-    try:
-        rows = workers.plan(sizes)
-        cells: dict[tuple, list[dict]] = {}
-        for r in rows:
-            cells.setdefault((r["device"], r["dtype"], r["N"], r["C"], r["pass"]), []).append(r)
-        rng = random.Random(settings.seed)
-        for i, cell in enumerate(cells.values()):
-            Cell(cell, workers, settings, rng).measure()
-            if progress:
-                progress(f"{cell[0]['N']}x{cell[0]['C']} {cell[0]['pass']}", i + 1, len(cells))
-    finally:
-        workers.close()
+    cells: dict[tuple, Cell] = {}
+    rng = random.Random(settings.seed)
+    for process in range(settings.processes):  # fresh workers each time: see measurement.py
+        workers = Workers(backends, settings, work_dir)
+        try:
+            if not process:
+                rows, descriptions = workers.plan(sizes), workers.descriptions
+                for r in rows:
+                    key = (r["device"], r["dtype"], r["N"], r["C"], r["pass"])
+                    cells.setdefault(key, Cell([], settings, rng)).rows.append(r)
+            else:
+                workers.start()
+            for i, cell in enumerate(cells.values()):
+                cell.measure(workers)
+                if progress:
+                    r = cell.rows[0]
+                    progress(f"{r['N']}x{r['C']} {r['pass']}, process {process + 1}/{settings.processes}",
+                             process * len(cells) + i + 1, settings.processes * len(cells))
+        finally:
+            workers.close()
+    for cell in cells.values():
+        cell.finish()
     env["load_average_after"] = os.getloadavg()[0]
-    env["versions"] = {b: d.get("version") for b, d in workers.descriptions.items() if "missing" not in d}
-    env["thread_controls"] = {b: d.pop("thread_controls") for b, d in workers.descriptions.items()
+    env["versions"] = {b: d.get("version") for b, d in descriptions.items() if "missing" not in d}
+    env["thread_controls"] = {b: d.pop("thread_controls") for b, d in descriptions.items()
                               if "thread_controls" in d}
     for device in sorted({r["device"] for r in rows if r["status"] == "ok"} - {"cpu"}):
-        env["bandwidth"][device] = machine.device_bandwidth(device, workers.env)
+        env["bandwidth"][device] = machine.device_bandwidth(device, _session_env(n))
     for r in rows:
-        _roofline(r, env, settings.noisy)
+        _roofline(r, env)
         r["machine"] = env["machine"]
     found = compare.add_ratios(rows, settings.baseline)
     if settings.before:
         compare.add_ratios(rows, settings.before, prefix="before_ratio")
+    for r in rows:
+        r["noisy"] = _noisy(r, settings) if r["status"] == "ok" else None
     return {"kind": "mmconf-bench", "format": 2, "generated": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
             "environment": env, "settings": {**asdict(settings), "sizes": sizes, "call": grid.CALL},
             "baseline": settings.baseline, "baseline_found": found, "before": settings.before,
-            "backends": workers.descriptions, "records": rows}
+            "backends": descriptions, "records": rows}
 
 
 def environment(n: int, llc: int | None) -> dict:
@@ -117,11 +131,19 @@ def environment(n: int, llc: int | None) -> dict:
     return env
 
 
-def _roofline(r: dict, env: dict, noisy: float) -> None:
+def _noisy(r: dict, s: Settings) -> bool:
+    """The row's figure is wide: its ratio's interval (the median's, for a reference row or in a
+    run without one) reaches further than `s.noisy` from the estimate, over all its processes."""
+    if r.get("ratio_lo") is not None and label(r) != s.baseline:
+        return stats.relative_width(r["ratio"], (r["ratio_lo"], r["ratio_hi"])) > s.noisy
+    return stats.relative_width(r["median_s"], (r["median_lo_s"], r["median_hi_s"])) > s.noisy
+
+
+def _roofline(r: dict, env: dict) -> None:
     """GB/s of the least traffic a call needs, as % of the copy into a reused buffer and, for
     fwd+bwd, of the copy into a fresh output of the gradient's size (4 KiB and huge pages)."""
     r["bytes"] = grid.bytes_moved(r["N"], r["C"], r["dtype"], r["pass"])
-    r.update(gbps=None, pct_bandwidth=None, pct_fresh=None, pct_fresh_huge=None, noisy=None)
+    r.update(gbps=None, pct_bandwidth=None, pct_fresh=None, pct_fresh_huge=None)
     if r["status"] != "ok":
         return
     r["gbps"] = r["bytes"] / r["median_s"] / 1e9
@@ -133,7 +155,6 @@ def _roofline(r: dict, env: dict, noisy: float) -> None:
         for key, pages in (("pct_fresh", "small"), ("pct_fresh_huge", "huge")):
             gbps = fresh[pages].get("gbps")
             r[key] = 100 * r["gbps"] / gbps if gbps else None
-    r["noisy"] = Measurement(r["block_s"]).noisy(noisy)
 
 
 def _session_env(n: int) -> dict:
@@ -143,7 +164,7 @@ def _session_env(n: int) -> dict:
 
 
 class Workers:
-    """One bench worker per backend, all alive for the run (started at once: imports take seconds)."""
+    """One bench worker per backend, all alive together (started at once: imports take seconds)."""
 
     def __init__(self, backends: list[str], settings: Settings, work_dir: Path):
         self.settings, self.env = settings, _session_env(settings.threads)
@@ -159,8 +180,7 @@ class Workers:
         settings ask for and the backend has; dtypes the adapter does not declare stay in, to be
         reported as unsupported."""
         s = self.settings
-        with ThreadPoolExecutor(len(self.by_spec) or 1) as pool:
-            replies = dict(zip(self.by_spec, pool.map(self._describe, self.by_spec)))
+        replies = self.start()
         rows = []
         for spec, reply in replies.items():
             if "describe" not in reply:
@@ -178,6 +198,11 @@ class Workers:
         order = {(n, c): i for i, (n, c) in enumerate(sizes)}
         return sorted(rows, key=lambda r: (r["device"], s.dtypes.index(r["dtype"]), order[(r["N"], r["C"])],
                                            grid.PASSES.index(r["pass"])))
+
+    def start(self) -> dict:
+        """Start every worker at once; each one's description (or why it is missing)."""
+        with ThreadPoolExecutor(len(self.by_spec) or 1) as pool:
+            return dict(zip(self.by_spec, pool.map(self._describe, self.by_spec)))
 
     def _describe(self, spec: str) -> dict:
         try:
@@ -209,7 +234,7 @@ def _drift(times: list[float]) -> float:
 UNMEASURED = dict.fromkeys((
     "median_s", "median_lo_s", "median_hi_s", "q1_s", "q3_s", "iqr_s", "min_s", "blocks", "block_s", "calls_per_block",
     "first_call_s", "compile_s", "warmup_calls", "peak_bytes", "peak_kind", "clock", "cpu_threads", "wait_share",
-    "others_cpus", "steal_share", "calibration_drift", "contended", "contention"))
+    "others_cpus", "steal_share", "calibration_drift", "contended", "contention", "process_starts"))
 
 
 def _row(spec, device, mode, dtype, n, c, p, threads_: int) -> dict:
@@ -219,37 +244,51 @@ def _row(spec, device, mode, dtype, n, c, p, threads_: int) -> dict:
 
 
 class Cell:
-    """The rows of one device, dtype, size and pass, measured interleaved."""
+    """The rows of one device, dtype, size and pass, measured interleaved, in one worker process
+    after another (`measure` once per process, then `finish`)."""
 
-    def __init__(self, rows: list[dict], workers: Workers, settings: Settings, rng: random.Random):
-        self.rows, self.workers, self.s, self.rng = rows, workers, settings, rng
+    def __init__(self, rows: list[dict], settings: Settings, rng: random.Random):
+        self.rows, self.s, self.rng = rows, settings, rng
         self.refs = {settings.baseline, settings.before} - {None}
         self.per_call: dict[str, list] = {}
         self.calls: dict[str, int] = {}
         self.usage: dict[str, dict] = {}  # row id -> summed wall, cpu, wait, others, steal seconds
         self.calibration: list[float] = []
+        self.starts: list[int] = []  # the first round of each process
+        self.rounds = 0
 
-    def measure(self) -> None:
-        ok = [r for r in self.rows if self._prepare(r)]
+    def measure(self, workers: Workers) -> None:
+        """This process's share of the rounds: at least min_blocks over the processes (and enough
+        for an interval in each), a share of the budget and of max_blocks."""
+        self.workers = workers
+        k = self.s.processes
+        ok = [r for r in self.rows if (r["status"] == "ok" or not self.starts) and self._prepare(r)]
+        self.starts.append(self.rounds)
         active = list(ok)
         spent, rounds = 0.0, 0
-        while active and rounds < self.s.max_blocks:
+        least = max(stats.MIN_VALUES, math.ceil(self.s.min_blocks / k))
+        while active and rounds < math.ceil(self.s.max_blocks / k):
             self.calibration.append(machine.calibrate())
             order = list(active)
             self.rng.shuffle(order)
             for r in order:
-                spent += self._block(r, rounds)
+                spent += self._block(r, self.rounds)
             active = [r for r in active if r["status"] == "ok"]
             rounds += 1
+            self.rounds += 1
             for r in active:
-                self.per_call[r["id"]].extend([None] * (rounds - len(self.per_call[r["id"]])))
-            if rounds >= self.s.min_blocks:
-                if spent > self.s.budget_s * len(ok):
+                self.per_call[r["id"]].extend([None] * (self.rounds - len(self.per_call[r["id"]])))
+            if rounds >= least:
+                if spent > self.s.budget_s / k * len(ok):
                     break
                 active = self._still_needed(active)
         for r in ok:
             if r["status"] == "ok":
-                self.workers.request(r["backend"], {"op": "release", "id": r["id"]})
+                workers.request(r["backend"], {"op": "release", "id": r["id"]})
+
+    def finish(self) -> None:
+        for r in self.rows:
+            if r["status"] == "ok":
                 self._finish(r)
 
     def _prepare(self, r: dict) -> bool:
@@ -261,6 +300,8 @@ class Cell:
         r["status"], r["detail"] = reply.get("status", "error"), reply.get("detail", str(reply)[:500])
         if r["status"] != "ok":
             return False
+        if r["id"] in self.calls:  # a later process: its blocks keep the first one's calls
+            return True
         r.update({k: reply[k] for k in ("first_call_s", "warmup_calls", "peak_bytes", "peak_kind", "clock")})
         self.calls[r["id"]] = max(1, math.ceil(self.s.block_s / max(reply["estimate_s"], 1e-9)))
         self.per_call[r["id"]] = []
@@ -293,8 +334,11 @@ class Cell:
             u["steal"] += after[1] - before[1]
         return b["wall_s"]
 
-    def _measurement(self, r: dict) -> Measurement:
-        return Measurement(self.per_call[r["id"]])
+    def _measurement(self, r: dict, this_process: bool = False) -> Measurement:
+        """The row's blocks; `this_process`: only the current process's, which decide when it stops."""
+        if this_process:
+            return Measurement(self.per_call[r["id"]][self.starts[-1]:])
+        return Measurement(self.per_call[r["id"]], self.starts)
 
     def _still_needed(self, active: list[dict]) -> list[dict]:
         refs = [r for r in active if label(r) in self.refs]
@@ -302,15 +346,15 @@ class Cell:
         keep = []
         for r in others:
             if not refs:  # nothing to pair with: its own median must be known
-                if self._measurement(r).width > self.s.precision:
+                if self._measurement(r, True).width > self.s.precision:
                     keep.append(r)
                 continue
-            ratios = [self._measurement(r).ratio_to(self._measurement(ref)) for ref in refs]
+            ratios = [self._measurement(r, True).ratio_to(self._measurement(ref, True)) for ref in refs]
             if any(x is None or x.width > self.s.precision for x in ratios):
                 keep.append(r)
         if keep:
             return keep + refs
-        return [r for r in refs if not others and self._measurement(r).width > self.s.precision]
+        return [r for r in refs if not others and self._measurement(r, True).width > self.s.precision]
 
     def _finish(self, r: dict) -> None:
         r.update(self._measurement(r).fields())

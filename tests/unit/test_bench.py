@@ -24,7 +24,7 @@ RECORD_KEYS = {"backend", "mode", "device", "dtype", "N", "C", "pass", "status",
                "median_hi_s", "iqr_s", "blocks", "calls_per_block", "block_s", "ratio", "ratio_lo", "ratio_hi",
                "ratio_blocks", "threads", "cpu_threads", "wait_share", "others_cpus", "steal_share",
                "calibration_drift", "contended", "gbps", "pct_bandwidth", "pct_fresh", "compile_s", "bytes", "noisy",
-               "peak_bytes", "machine"}
+               "peak_bytes", "machine", "process_starts", "ratio_processes"}
 FAST = ["--budget", "0.02", "--block", "0.002", "--min-blocks", "6"]
 MISSING = [m for m in ("matplotlib", "tabulate") if importlib.util.find_spec(m) is None]
 needs_bench = pytest.mark.skipif(bool(MISSING), reason=f"the [bench] extra is not installed ({', '.join(MISSING)})")
@@ -109,18 +109,22 @@ def test_decide(interval, verdict):
 # --- the gate on synthetic timings: rounds that share a drift, blocks with noise -----------------
 
 
-def synthetic_run(slowdown=1.0, noise=0.02, rounds=40, seed=0, machine="m", contended=False):
+def synthetic_run(slowdown=1.0, noise=0.02, rounds=40, seed=0, machine="m", contended=False, processes=(1.0,)):
     """A baseline and a kernel twice as slow (times `slowdown`), measured interleaved: each round's
-    machine speed drifts by up to 30% (both rows alike), each block has its own lognormal noise."""
+    machine speed drifts by up to 30% (both rows alike), each block has its own lognormal noise.
+    The rounds are shared out among worker processes, in each of which the kernel takes its
+    `processes` factor longer."""
     rng = random.Random(seed)
     base, kern = [], []
-    for _ in range(rounds):
+    starts = [i * rounds // len(processes) for i in range(len(processes))]
+    for i in range(rounds):
         drift = 1 + 0.3 * rng.random()
+        factor = processes[sum(i >= s for s in starts) - 1]
         base.append(1e-3 * drift * rng.lognormvariate(0, noise))
-        kern.append(2e-3 * slowdown * drift * rng.lognormvariate(0, noise))
+        kern.append(2e-3 * slowdown * factor * drift * rng.lognormvariate(0, noise))
     records = []
     for backend, times in (("base", base), ("kern", kern)):
-        m = Measurement(times)
+        m = Measurement(times, starts)
         records.append({"backend": backend, "mode": "eager", "device": "cpu", "dtype": "float32", "N": 64, "C": 100,
                         "pass": "fwd", "status": "ok", "machine": machine, "contended": contended,
                         **m.fields()})
@@ -159,6 +163,29 @@ def test_gate_is_inconclusive_on_a_too_noisy_run_and_under_contention():
     assert verdicts(noisy)["kern"] == stats.INCONCLUSIVE and noisy.exit_status == 3
     busy = Compare(old, synthetic_run(slowdown=2.0, seed=5, contended=True), max_slowdown=0.1)
     assert verdicts(busy)["kern"] == stats.INCONCLUSIVE and "contention" in busy.changes[1].note
+
+
+def test_a_speed_that_depends_on_the_process_widens_the_interval_instead_of_failing_the_gate():
+    # one process per run: each run's interval is tight around its own process's speed, and an
+    # unchanged kernel that drew a slow process fails the gate
+    fast, slow = synthetic_run(seed=1, processes=(1.0,)), synthetic_run(seed=2, processes=(1.3,))
+    assert verdicts(Compare(fast, slow, max_slowdown=0.1))["kern"] == stats.SLOWER
+    # three processes per run: a run that drew both speeds covers both, and the gate cannot tell
+    old = synthetic_run(seed=1, rounds=60, processes=(1.0, 1.0, 1.3))
+    new = synthetic_run(seed=2, rounds=60, processes=(1.3, 1.3, 1.0))
+    kern = next(r for r in new["records"] if r["backend"] == "kern")
+    assert kern["ratio_lo"] < 2.05 and kern["ratio_hi"] > 2.5 and kern["process_starts"] == [0, 20, 40]
+    assert [round(x, 1) for x in kern["ratio_processes"]] == [2.6, 2.6, 2.0]
+    assert verdicts(Compare(old, new, max_slowdown=0.1))["kern"] == stats.INCONCLUSIVE
+    # and a real slowdown still fails it when every process shows it
+    steady = synthetic_run(seed=1, rounds=60, processes=(1.0, 1.0, 1.0))
+    assert verdicts(Compare(steady, synthetic_run(1.25, seed=2, rounds=60, processes=(1.0,) * 3), 0.1))["kern"] \
+        == stats.SLOWER
+
+
+def test_an_interval_needs_enough_blocks_in_every_process():
+    m = Measurement([1.0] * 10 + [2.0] * 5, [0, 10])
+    assert m.interval is None and Measurement([1.0] * 10 + [2.0] * 6, [0, 10]).interval == (1.0, 2.0)
 
 
 def test_gate_within_one_run_against_the_before_row():
@@ -249,7 +276,7 @@ def test_gate_fails_a_slowed_kernel_and_passes_an_unchanged_one(tmp_path):
     kernel = tmp_path / "kern.py"
     kernel.write_text("from tests.kernels.bench_kernels import once, twenty_times\nsame = once\n")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)]), "PYTHONDONTWRITEBYTECODE": "1"}
-    args = ["--sizes", "64x100", "--passes", "fwd", "--budget", "0.3", "--max-slowdown", "50%"]
+    args = ["--sizes", "64x100", "--passes", "fwd", "--budget", "0.6", "--block", "0.01", "--max-slowdown", "50%"]
 
     def bench(new, before, out, *extra):
         return mmconf("bench", "--backends", f"check:numpy:kern:{new}", "--before", f"check:numpy:kern:{before}/eager",
