@@ -430,11 +430,12 @@ def _bench_summary(doc: dict, gates) -> None:
     from . import report
 
     ok = [r for r in doc["records"] if r["status"] == "ok"]
-    flagged = ", ".join(f"{sum(1 for r in ok if r[k])} {k}" for k in ("noisy", "contended"))
+    flagged = ", ".join(f"{sum(1 for r in ok if r.get(k))} {k}" for k in ("noisy", "unsteady", "contended"))
     other = Counter(r["status"] for r in doc["records"] if r["status"] != "ok")
     print(f"{len(ok)} rows timed ({flagged})" + "".join(f", {n} {k}" for k, n in other.items()))
     bw = doc["environment"]["bandwidth"]
-    print("measured bandwidth: " + ", ".join(f"{d} {b['gbps']:.3g} GB/s" for d, b in bw.items() if b.get("gbps")))
+    print("measured bandwidth: " + ", ".join(f"{d} {b['gbps']:.3g} GB/s" for d, b in bw.items() if b.get("gbps"))
+          + f"; CPU speed swing {100 * doc['environment'].get('cpu_swing', 0):.0f}%")
     if not doc["baseline_found"]:
         print(f"baseline {doc['baseline']} is not in this run: ratios left empty")
     for name, d in doc["backends"].items():

@@ -443,7 +443,7 @@ def bench_row(r: dict, baseline: str | None, machines: bool) -> list:
         peak = (f"+{fmt_bytes(r['peak_bytes'])} RSS" if r["peak_kind"] == "rss growth"
                 else f"{fmt_bytes(r['peak_bytes'])} ({r['peak_kind']})")
     threads = "" if r.get("cpu_threads") is None else f"{r['threads'] or '?'} ({r['cpu_threads']:.1f})"
-    flags = [f for f in ("noisy", "contended") if r.get(f)]  # r.get: bench.json files of format 1 lack some
+    flags = [f for f in ("noisy", "unsteady", "contended") if r.get(f)]  # r.get: bench.json files of format 1 lack some
     cells = [label, r["device"], r["dtype"], fmt_time(r["median_s"]),
              f"{fmt_time(r['iqr_s'])} ({100 * r['iqr_s'] / r['median_s']:.0f}%)", ratio,
              f"{r['blocks']} x {r['calls_per_block']}" if r.get("blocks") else "", threads,
@@ -459,7 +459,7 @@ BENCH_HEADER = ["backend/mode", "device", "dtype", "median", "IQR", "ratio [95% 
 
 
 def _method(doc: dict) -> list:
-    from .bench.run import CONTENDED, SLACK
+    from .bench.run import CONTENDED, SLACK, UNSTEADY
 
     s = doc.get("settings", {})
     return [("p", (
@@ -483,8 +483,12 @@ def _method(doc: dict) -> list:
             f"less the worker's own CPU time) left it fewer CPUs than its threads, less {SLACK:g}, or the "
             f"hypervisor stole more than {100 * CONTENDED:.0f}% of its time: its ratio is then not a fair figure "
             "and the gate calls it INCONCLUSIVE. bench.json also records each row's run-queue wait and the drift "
-            "of a calibration kernel timed between rounds. A row whose ratio's interval (a reference row's: its "
-            f"median's) reaches more than {100 * s.get('noisy', 0.1):.0f}% from the estimate is flagged noisy.")),
+            "of a calibration kernel timed between rounds on each CPU in turn. `CPU speed swing` is that kernel's "
+            "90th over its 10th percentile: in a VM a CPU's speed changes with what runs beside it on the host, and "
+            "pairing cancels only what changes slower than a round; rows of a size and pass whose swing passed "
+            f"{100 * UNSTEADY:.0f}% are flagged **unsteady**, and their intervals are wider for it. A row whose "
+            "ratio's interval (a reference row's: its median's) reaches more than "
+            f"{100 * s.get('noisy', 0.1):.0f}% from the estimate is flagged noisy.")),
         ("p", (
             "Roofline: GB/s counts the least traffic a call needs (fwd reads N*C elements; fwd+bwd also writes the "
             "N*C gradient). `% of copy` is against a copy into a reused buffer (above 100%: the data came from "
@@ -518,9 +522,10 @@ def bench_blocks(doc: dict, plot_files=(), gates=()) -> list:
                  "; ".join(f"{dev}: {b['gbps']:.3g} GB/s" if b.get("gbps") else f"{dev}: {b.get('error', '?')}"
                            for dev, b in e.get("bandwidth", {}).items()),
                  "; ".join(f"{fmt_bytes(int(n))}: {f['small'].get('gbps') or 0:.3g} / {f['huge'].get('gbps') or 0:.3g}"
-                           for n, f in e.get("fresh_copy", {}).items())] for e in envs]
+                           for n, f in e.get("fresh_copy", {}).items()),
+                 "" if e.get("cpu_swing") is None else f"{100 * e['cpu_swing']:.0f}%"] for e in envs]
     out.append(("table", ["machine", "CPU", "threads", "last-level cache", "copy bandwidth",
-                          "fresh-output copy, GB/s (4K / huge pages)"], env_rows))
+                          "fresh-output copy, GB/s (4K / huge pages)", "CPU speed swing"], env_rows))
 
     ok = [r for r in records if r["status"] == "ok"]
     contended = [r for r in ok if r.get("contended")]

@@ -20,7 +20,9 @@ for a CPU, and each cell the drift of the calibration kernel. A row is flagged c
 other processes left it fewer CPUs than its threads (less SLACK), or the hypervisor stole more than
 CONTENDED of its time: its ratio is then not a fair figure. Run-queue waits and calibration drift
 are recorded, not judged: a kernel that hands work between its own threads waits on a quiet
-machine too, and a drift common to all rows of a round cancels in their ratios.
+machine too, and a drift common to all rows of a round cancels in their ratios. The calibration
+kernel runs on each CPU in turn: a cell whose CPUs' speed swung by more than UNSTEADY has its rows
+flagged unsteady (their intervals carry it).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from ..worker import Worker, WorkerDied
 from . import compare, grid, machine, stats, threads
 from .measurement import NOISY, Measurement
 
+UNSTEADY = 0.2  # a cell whose CPUs' speed swung more than this (swing): its rows are flagged unsteady
 CONTENDED = 0.05  # the hypervisor's steal above this share of a row's time: contended
 SLACK = 0.5  # CPUs' worth of other work a row tolerates: the harness, the kernel's daemons and the
 # other workers' threads winding down took 0.1 to 0.3 on a quiet 2-core machine; a busy process takes 1
@@ -103,6 +106,8 @@ def run(backends: list[str], settings: Settings, work_dir: Path, progress=None) 
             workers.close()
     for cell in cells.values():
         cell.finish()
+    every_round = [t for cell in cells.values() for t in cell.calibration]
+    env["cpu_swing"] = swing(every_round)
     env["load_average_after"] = os.getloadavg()[0]
     env["versions"] = {b: d.get("version") for b, d in descriptions.items() if "missing" not in d}
     env["thread_controls"] = {b: d.pop("thread_controls") for b, d in descriptions.items()
@@ -219,10 +224,12 @@ class Workers:
             w.close()
 
 
-def _drift(times: list[float]) -> float:
-    """How far the calibration kernel's median moved from the first half of a cell's rounds to the
-    second, as a fraction: a CPU that got slower or faster for a while (a neighbour, the clock, the
-    hypervisor). Round-to-round jitter is not drift: pairing cancels it, the intervals carry it."""
+def _drift(rounds: list[list[float]]) -> float:
+    """How far the calibration kernel's median (over the CPUs) moved from the first half of a cell's
+    rounds to the second, as a fraction: a CPU that got slower or faster for a while (a neighbour,
+    the clock, the hypervisor). Round-to-round jitter is not drift: pairing cancels it, the
+    intervals carry it."""
+    times = [stats.median(r) for r in rounds]
     half = len(times) // 2
     if half < 2:
         return 0.0
@@ -230,11 +237,20 @@ def _drift(times: list[float]) -> float:
     return max(a, b) / min(a, b) - 1
 
 
+def swing(rounds: list[list[float]]) -> float:
+    """How much the CPUs' speed varied: the calibration kernel's 90th over its 10th percentile, over
+    every CPU and round, less 1. Pairing cancels only what changes slower than a round; a swing
+    well above the block-to-block noise widens every interval."""
+    times = [t for r in rounds for t in r]
+    return stats.quantile(times, 0.9) / stats.quantile(times, 0.1) - 1 if len(times) > 1 else 0.0
+
+
 # what a row that was not measured holds in place of figures
 UNMEASURED = dict.fromkeys((
     "median_s", "median_lo_s", "median_hi_s", "q1_s", "q3_s", "iqr_s", "min_s", "blocks", "block_s", "calls_per_block",
     "first_call_s", "compile_s", "warmup_calls", "peak_bytes", "peak_kind", "clock", "cpu_threads", "wait_share",
-    "others_cpus", "steal_share", "calibration_drift", "contended", "contention", "process_starts"))
+    "others_cpus", "steal_share", "calibration_drift", "cpu_swing", "unsteady", "contended", "contention",
+    "process_starts"))
 
 
 def _row(spec, device, mode, dtype, n, c, p, threads_: int) -> dict:
@@ -253,7 +269,7 @@ class Cell:
         self.per_call: dict[str, list] = {}
         self.calls: dict[str, int] = {}
         self.usage: dict[str, dict] = {}  # row id -> summed wall, cpu, wait, others, steal seconds
-        self.calibration: list[float] = []
+        self.calibration: list[list[float]] = []  # each round's seconds of the calibration kernel per CPU
         self.starts: list[int] = []  # the first round of each process
         self.rounds = 0
 
@@ -367,6 +383,8 @@ class Cell:
         r["others_cpus"] = u["others"] / wall  # CPUs' worth of other processes during its blocks
         r["steal_share"] = u["steal"] / wall
         r["calibration_drift"] = _drift(self.calibration)
+        r["cpu_swing"] = swing(self.calibration)
+        r["unsteady"] = r["cpu_swing"] > UNSTEADY
         free = threads.available() - r["others_cpus"]  # the CPUs the other processes left it
         why = [f"other processes took {r['others_cpus']:.2f} CPUs, leaving {free:.2f} for its {r['threads']} "
                "thread(s)"] if free < r["threads"] - SLACK else []

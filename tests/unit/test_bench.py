@@ -24,7 +24,7 @@ RECORD_KEYS = {"backend", "mode", "device", "dtype", "N", "C", "pass", "status",
                "median_hi_s", "iqr_s", "blocks", "calls_per_block", "block_s", "ratio", "ratio_lo", "ratio_hi",
                "ratio_blocks", "threads", "cpu_threads", "wait_share", "others_cpus", "steal_share",
                "calibration_drift", "contended", "gbps", "pct_bandwidth", "pct_fresh", "compile_s", "bytes", "noisy",
-               "peak_bytes", "machine", "process_starts", "ratio_processes"}
+               "peak_bytes", "machine", "process_starts", "ratio_processes", "cpu_swing", "unsteady"}
 FAST = ["--budget", "0.02", "--block", "0.002", "--min-blocks", "6"]
 MISSING = [m for m in ("matplotlib", "tabulate") if importlib.util.find_spec(m) is None]
 needs_bench = pytest.mark.skipif(bool(MISSING), reason=f"the [bench] extra is not installed ({', '.join(MISSING)})")
@@ -68,6 +68,17 @@ def test_timer_blocks_time_their_calls_after_one_untimed_call():
     before = len(calls)
     t.block(1)
     assert len(calls) - before == 1  # a block of one call: nothing untimed
+
+
+def test_calibration_times_every_cpu_and_leaves_the_affinity_as_it_was():
+    from conformance.bench import machine, run
+
+    before = os.sched_getaffinity(0)
+    times = machine.calibrate()
+    assert len(times) == len(before) and all(t > 0 for t in times) and os.sched_getaffinity(0) == before
+    steady, switching = [[1.0, 1.01]] * 20, [[1.0, 1.7], [1.7, 1.0]] * 10
+    assert run.swing(steady) < 0.02 and run.swing(switching) == pytest.approx(0.7)
+    assert run._drift(switching) == 0.0 and run._drift([[1.0, 1.0]] * 5 + [[1.5, 1.5]] * 5) == pytest.approx(0.5)
 
 
 # --- statistics -----------------------------------------------------------------------------------
