@@ -8,10 +8,10 @@ statistic reported; its interval and the IQR say how much to trust it.
 
 The rounds come from one worker process after another (`starts`: the first round of each). A
 kernel's speed can differ from process to process and stay put within one (where the heap placed
-its buffers, which pages it faulted in, where its threads landed): measured here, one kernel took
-7.7 ms in one process and 12.5 ms in the next. Blocks of one process cannot show that, so an
-interval is the hull of the intervals of every process: a figure that depends on the process reads
-as wide, never as precise.
+its buffers, which pages it faulted in, where its threads landed), and a VM's speed can change
+between the processes' turns: measured here, one kernel took 7.7 ms per call in one fresh process
+and 12.5 ms in the next. Blocks of one process cannot show that, so an interval is the hull of the
+intervals of every process: a figure that depends on the process reads as wide, never as precise.
 """
 
 from __future__ import annotations
