@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import math
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -220,6 +221,10 @@ class Case:
                 return parse(d[name])
             except (ValueError, TypeError) as e:
                 raise CaseError(f"{where}: field {name!r}: {e}") from None
+            except OverflowError:  # a JSON integer beyond float64 (x) or int64 (target)
+                raise CaseError(f"{where}: field {name!r}: a number out of range") from None
+            except RecursionError:
+                raise CaseError(f"{where}: field {name!r}: lists nested too deeply") from None
 
         unknown = set(d) - _FIELDS
         if unknown:
@@ -228,6 +233,9 @@ class Case:
         x = field_("x", _parse_floats)
         x_shape = field_("x_shape", _parse_shape, None)
         if x_shape is not None:
+            if math.prod(max(n, 1) for n in x_shape) > MAX_ELEMENTS:  # an empty batch of 10**12 classes too
+                raise CaseError(f"{where}: field 'x_shape': {x_shape} is beyond the {MAX_ELEMENTS} elements a "
+                                "case may have")
             if int(np.prod(x_shape)) != x.size:
                 raise CaseError(f"{where}: field 'x_shape': {x_shape} does not hold {x.size} values")
             x = x.reshape(x_shape)
@@ -261,11 +269,12 @@ class Case:
         if "expect" in d:
             try:
                 case.expect = _expectation_from_json(d["expect"], np.shape(case.x), case.problem().out_shape)
-            except (ValueError, TypeError, KeyError) as e:
+            except (ValueError, TypeError, KeyError, OverflowError) as e:
                 raise CaseError(f"{where}: field 'expect': {e}") from None
         return case
 
 
+MAX_ELEMENTS = 1 << 24  # elements of x a case may have (its dimensions counted as at least 1 each)
 _FIELDS = {"id", "clauses", "doc", "dtype", "x", "x_shape", "target", "target_dtype", "p", "margin", "weight",
            "reduction", "legacy", "cotangent", "error", "expect"}
 
@@ -282,15 +291,31 @@ def _parse_target_dtype(v) -> str:
     return v
 
 
+MAX_NESTING = 32  # list levels a value may have: decoding recurses once per level
+
+
+def _check_nesting(v) -> None:
+    stack = [(v, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, list):
+            if depth >= MAX_NESTING:
+                raise ValueError(f"lists nested too deeply (more than {MAX_NESTING} levels)")
+            stack.extend((i, depth + 1) for i in item)
+
+
 def _parse_floats(v) -> np.ndarray:
     if not isinstance(v, (list, int, float, str)) or isinstance(v, bool):
         raise ValueError(f"must be a number or a nested list of numbers, got {type(v).__name__}")
+    _check_nesting(v)
     return decode_array(v)
 
 
 def _parse_target(v, target_dtype: str) -> np.ndarray:
     if target_dtype.startswith("float"):
         return _parse_floats(v)
+
+    _check_nesting(v)
 
     def check(item):
         if isinstance(item, list):
@@ -406,6 +431,8 @@ def load_file(path: str | os.PathLike, need_expect: bool = False) -> list[Case]:
         data = json.loads(text)
     except json.JSONDecodeError as e:
         raise CaseError(f"{path}: not valid JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
+    except RecursionError:
+        raise CaseError(f"{path}: JSON nested too deeply") from None
     if not isinstance(data, dict) or not isinstance(data.get("cases"), list):
         raise CaseError(f'{path}: expected an object {{"cases": [...]}} at the top level')
     cases, seen = [], set()
@@ -450,11 +477,17 @@ def write_atomic(path: str | os.PathLike, text: str) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; these are ordinary project files
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; these are ordinary files: the umask decides
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)  # the only way to read it is to set it
+    os.umask(mask)
+    return mask
 
 
 def sha256(path: Path) -> str:
@@ -499,7 +532,23 @@ def load_golden(directory: Path | None = None) -> list[Case]:
     """All golden cases, after verifying the store against its manifest."""
     directory = directory or golden_dir()
     manifest = verify_manifest(directory)
-    cases = []
-    for name in manifest["files"]:
-        cases.extend(load_file(directory / name, need_expect=True))
-    return cases
+    return _unique([(directory / name, load_file(directory / name, need_expect=True)) for name in manifest["files"]])
+
+
+def load_cases(paths, golden: bool) -> list[Case]:
+    """The golden cases (when asked) and every case file's; an id (per dtype) given twice, in two
+    files or by a file and the golden store, is refused: records, reports and deviation entries
+    name a case by it."""
+    files = [("the golden cases", load_golden())] if golden else []
+    return _unique(files + [(path, load_file(path)) for path in paths])
+
+
+def _unique(files) -> list[Case]:
+    where: dict = {}
+    for source, cases in files:
+        for case in cases:
+            if case.key in where:
+                raise CaseError(f"{source}: case id {case.id!r} (dtype {case.dtype}) is already given by "
+                                f"{where[case.key]}: give it another id")
+            where[case.key] = source
+    return [case for _, cases in files for case in cases]

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from .caseio import CaseError
+from .deviations import DeviationError
 
 
 def _progress(stream=sys.stderr):
@@ -46,13 +47,9 @@ def _split(s: str | None) -> list[str] | None:
 
 
 def _select_cases(args) -> list:
-    from .caseio import load_file, load_golden
+    from .caseio import load_cases
 
-    cases = []
-    if not args.cases or args.golden:
-        cases.extend(load_golden())
-    for path in args.cases or []:
-        cases.extend(load_file(path))
+    cases = load_cases(args.cases or [], golden=not args.cases or args.golden)
     if args.dtypes:
         cases = [c for c in cases if c.dtype in _split(args.dtypes)]
     if args.k:
@@ -143,7 +140,7 @@ def _print_table(header, rows) -> None:
 
 def cmd_run(args) -> int:
     from . import report
-    from .runner import run
+    from .runner import JournalBusy, run
 
     cases = _select_cases(args)
     backends = _backends(args.backends)
@@ -151,9 +148,13 @@ def cmd_run(args) -> int:
     json_path = Path(args.json) if args.json else out_dir / "results.json"
     journal = json_path.with_name(json_path.stem + ".partial.jsonl")
     whole_store = not (args.k or args.dtypes or (args.cases and not args.golden))
-    doc = run(backends, cases, devices=_split(args.devices), modes=_split(args.modes), jobs=args.jobs,
-              timeout=args.timeout, log_dir=out_dir / "logs", progress=_progress(), journal=journal,
-              resume=args.resume, whole_store=whole_store)
+    try:
+        doc = run(backends, cases, devices=_split(args.devices), modes=_split(args.modes), jobs=args.jobs,
+                  timeout=args.timeout, log_dir=out_dir / "logs", progress=_progress(), journal=journal,
+                  resume=args.resume, whole_store=whole_store)
+    except JournalBusy as e:
+        print(f"mmconf run: {e}", file=sys.stderr)
+        return 2
     report.write_results(doc, json_path)
     journal.unlink(missing_ok=True)
     if not args.json or args.out_given:  # --json alone writes the results only
@@ -229,7 +230,7 @@ def cmd_fuzz(args) -> int:
     from .runner import Session
 
     seed = None if args.seed == "random" else int(args.seed)
-    session = Session(timeout=args.timeout, log_dir=Path(tempfile.gettempdir()) / "mmconf-fuzz")
+    session = Session(timeout=args.timeout, log_dir=Path(tempfile.mkdtemp(prefix="mmconf-fuzz-")))
     failed = False
     try:
         for backend in _backends(args.backends):
@@ -299,10 +300,15 @@ def cmd_report(args) -> int:
     docs = []
     for path in args.results:
         try:
-            docs.append(json.loads(Path(path).read_text(encoding="utf-8")))
-        except (OSError, ValueError) as e:
+            doc = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, ValueError, RecursionError) as e:
             print(f"mmconf report: cannot read {path}: {e}", file=sys.stderr)
             return 2
+        problem = report.problem(doc)
+        if problem:
+            print(f"mmconf report: {path}: not a results.json or bench.json of mmconf: {problem}", file=sys.stderr)
+            return 2
+        docs.append(doc)
     out_dir = Path(args.out)
     bench = [d for d in docs if report.is_bench(d)]
     results = [d for d in docs if not report.is_bench(d)]
@@ -557,7 +563,7 @@ def main(argv=None) -> int:
     args.out_given = "--out" in (argv if argv is not None else sys.argv)
     try:
         return args.fn(args)
-    except CaseError as e:
+    except (CaseError, DeviationError) as e:
         print(f"mmconf: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -67,12 +67,49 @@ class Deviation:
         return self.id[: self.id.rfind("-", 0, self.id.find("/"))]
 
 
+class DeviationError(ValueError):
+    """A deviation file that cannot be used: the message names the file, and the entry or line."""
+
+
+KEYS = {"id", "check", "clause", "reason", "when", "strict"}
+CHECKS = ("value", "grad", "fd", "error")
+
+
 def _check_features(when, where: str) -> tuple:
+    if not isinstance(when, list) or not all(isinstance(f, str) for f in when):
+        raise DeviationError(f"{where}: 'when' must be a list of feature names")
     for f in when:
         name = f.removeprefix("!")
         if name not in FEATURES and not (name.startswith("invalid:") and name[8:] in spec.ERROR_CLAUSES):
-            raise ValueError(f"{where}: unknown feature {f!r} in 'when'")
+            raise DeviationError(f"{where}: unknown feature {f!r} in 'when'")
     return tuple(when)
+
+
+def _entry(backend: str, item, where: str) -> Deviation:
+    """One [[deviation]] table, checked: an unknown key (a typo of `when`, say) would silently widen
+    the entry to every record its pattern matches, so it is refused."""
+    if not isinstance(item, dict):
+        raise DeviationError(f"{where}: expected a [[deviation]] table")
+    unknown, missing = set(item) - KEYS, {"id", "clause", "reason"} - set(item)
+    if unknown:
+        raise DeviationError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(KEYS))}")
+    if missing:
+        raise DeviationError(f"{where}: missing {', '.join(sorted(missing))}")
+    for key in ("id", "clause", "reason"):
+        if not isinstance(item[key], str) or not item[key].strip():
+            raise DeviationError(f"{where}: {key!r} must be a non-empty string")
+    check = item.get("check", ())
+    check = (check,) if isinstance(check, str) else check
+    if not isinstance(check, (list, tuple)) or any(c not in CHECKS for c in check):
+        raise DeviationError(f"{where}: 'check' must be one of {', '.join(CHECKS)} or a list of them")
+    if not isinstance(item.get("strict", True), bool):
+        raise DeviationError(f"{where}: 'strict' must be true or false")
+    try:
+        spec.check_clauses([item["clause"]], where)
+    except ValueError as e:
+        raise DeviationError(str(e)) from None
+    return Deviation(backend, item["id"], tuple(check), item["clause"], item["reason"],
+                     _check_features(item.get("when", []), where), item.get("strict", True))
 
 
 class Deviations:
@@ -80,21 +117,17 @@ class Deviations:
         self.entries = entries
 
     @classmethod
-    def load(cls, directory: Path = DEVIATIONS_DIR) -> Deviations:
+    def load(cls, directory: Path | None = None) -> Deviations:
         entries = []
-        for path in sorted(Path(directory).glob("*.toml")):
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        for path in sorted(Path(directory or DEVIATIONS_DIR).glob("*.toml")):
+            try:
+                data = tomllib.loads(path.read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
+                raise DeviationError(f"{path}: {e}") from None  # TOML's message gives the line and column
+            if set(data) - {"deviation"} or not isinstance(data.get("deviation", []), list):
+                raise DeviationError(f"{path}: expected [[deviation]] tables only")
             for k, item in enumerate(data.get("deviation", [])):
-                where = f"{path.name} entry #{k}"
-                missing = {"id", "clause", "reason"} - set(item)
-                if missing:
-                    raise ValueError(f"{where}: missing {', '.join(sorted(missing))}")
-                spec.check_clauses([item["clause"]], where)
-                check = item.get("check", ())
-                entries.append(Deviation(path.stem, item["id"], (check,) if isinstance(check, str) else tuple(check),
-                                         item["clause"],
-                                         item["reason"], _check_features(item.get("when", ()), where),
-                                         bool(item.get("strict", True))))
+                entries.append(_entry(path.stem, item, f"{path} entry #{k}"))
         return cls(entries)
 
     def match(self, record: dict, case) -> Deviation | None:
@@ -119,7 +152,7 @@ class Deviations:
             entry = self.match(r, cases[r["case"], r["dtype"]])
             if entry:
                 r["deviation"] = {"clause": entry.clause, "reason": entry.reason, "pattern": entry.id,
-                                  "strict": entry.strict}
+                                  "when": list(entry.when), "strict": entry.strict}
 
     def stale(self, records: list[dict], cases: dict) -> list[Deviation]:
         """Entries that match none of the run's records although the run covered where they

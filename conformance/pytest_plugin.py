@@ -51,6 +51,13 @@ def _describe_all(config) -> dict:
 def pytest_configure(config):
     from impls import registry
 
+    from .deviations import DeviationError, Deviations
+
+    try:
+        Deviations.load()  # a broken deviation file: a usage error now, not a traceback mid-collection
+    except DeviationError as e:
+        raise pytest.UsageError(f"mmconf: {e}") from None
+
     for name in registry():
         config.addinivalue_line("markers", f"{name}: conformance records of the {name} backend")
     for check in CHECKS:
@@ -75,11 +82,12 @@ def _descriptions(config) -> dict:
 
 def _cases(config) -> dict:
     if not hasattr(config, "_mmconf_cases"):
-        from .caseio import load_file, load_golden
+        from .caseio import CaseError, load_cases
 
-        cases = load_golden()
-        for path in config.getoption("--mmconf-cases"):
-            cases.extend(load_file(path))
+        try:
+            cases = load_cases(config.getoption("--mmconf-cases"), golden=True)
+        except CaseError as e:
+            raise pytest.UsageError(f"mmconf: {e}") from None
         config._mmconf_cases = {c.key: c for c in cases}
     return config._mmconf_cases
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import html
 import json
 import math
+import re
 from collections import Counter, defaultdict
 from datetime import UTC, datetime
 from pathlib import Path
@@ -77,6 +78,10 @@ def summary_lines(doc: dict) -> list[str]:
     for e in doc.get("stale_deviations", []):
         checks = ", ".join(e["check"]) or "any check"
         lines.append(f"stale deviation entry in {e['backend']}.toml: {e['id']} ({checks})")
+    for (backend, pattern, clause), (n, clauses, broad) in sorted(deviation_entries(doc["records"]).items()):
+        if broad:
+            lines.append(f"broad deviation entry in {backend}.toml: {pattern} ({clause}) has no case pattern and "
+                         f"no `when`, and explains {n} failing record(s) of cases about {len(clauses)} clause(s)")
     return lines
 
 
@@ -185,11 +190,33 @@ def blocks(doc: dict) -> list:
     versions = [[n, d.get("version", "-"), ", ".join(d.get("devices", [])), d.get("threads") or "",
                  d.get("description", d.get("missing", ""))] for n, d in doc["backends"].items()]
     out.append(("table", ["backend", "version", "devices", "threads", "what it runs"], versions))
+    entries = deviation_entries(records)
+    if entries:
+        out.append(("h2", "Expected-deviation entries"))
+        out.append(("p", "How many failing records each entry explains, and the clauses their cases are "
+                    "about. An entry with no case pattern and no `when` explains every failure of its rows "
+                    "(flagged broad)."))
+        out.append(("table", ["backend", "pattern", "clause", "records explained", "clauses of their cases", ""],
+                    [[b, _code(pattern), clause, n, ", ".join(sorted(clauses)), "broad" if broad else ""]
+                     for (b, pattern, clause), (n, clauses, broad) in sorted(entries.items())]))
     stale = doc.get("stale_deviations", [])
     if stale:
         out.append(("h2", "Stale expected-deviation entries"))
         out.append(("table", ["backend", "pattern", "check", "clause"],
                     [[e["backend"], e["id"], ", ".join(e["check"]) or "any", e["clause"]] for e in stale]))
+    return out
+
+
+def deviation_entries(records) -> dict:
+    """(backend, pattern, clause) of each entry that explains a failing record -> (records it
+    explains, the clauses of their cases, whether it is broad: no case pattern and no `when`)."""
+    out: dict = {}
+    for r in records:
+        d = r.get("deviation")
+        if d and r["verdict"] in FAILING:
+            n, clauses, _ = out.get((r["backend"], d["pattern"], d["clause"]), (0, set(), False))
+            broad = "/" not in d["pattern"] and d.get("when") == []  # (files before `when` was recorded: unknown)
+            out[r["backend"], d["pattern"], d["clause"]] = (n + 1, clauses | set(r["clauses"]), broad)
     return out
 
 
@@ -207,7 +234,7 @@ def _findings(records) -> list:
             d = r.get("deviation")
             key = (r["backend"], r["mode"], r["device"],  # entries may share a pattern and a clause
                    f"{d['pattern']}:{d['reason']}" if d else f"{r['family']}:{r['check']}",
-                   d["clause"] if d else r["clauses"][0])
+                   d["clause"] if d else (r["clauses"] or ["no clause"])[0])  # a user's case may name none
             groups[key].append(r)
     out: list = [("h2", "Findings")]
     if not groups:
@@ -224,16 +251,31 @@ def _findings(records) -> list:
         out.append(("h3", f"F{k}. {backend}/{mode} ({device}): {clause} {title} [{status}]"))
         lines = []
         if d:
-            lines.append(f"Reason: {d['reason']}")
-        lines.append(f"{len(recs)} record(s), e.g. `{r['id']}` ({r['check']}): {r.get('detail', '')}")
+            lines.append(f"Reason: {_line(d['reason'])}")
+        lines.append(f"{len(recs)} record(s), e.g. {_code(r['id'])} ({r['check']}): {_line(r.get('detail', ''))}")
         if "expected" in r:
             bound = float(r.get("bound") or 0)  # results.json writes an infinite bound as 'inf'
-            lines.append(f"Expected `{_short(r['expected'])}`, got `{_short(r.get('got'))}`"
+            lines.append(f"Expected {_code(_short(r['expected']))}, got {_code(_short(r.get('got')))}"
                          + (f" at {r['at']}" if "at" in r else "") + f" (bound {bound:.3g}).")
         out.append(("p", " ".join(lines)))
         if r.get("repro"):
             out.append(("code", r["repro"]))
     return out
+
+
+def _line(text) -> str:
+    """Text from a file or a kernel (an id, an error message) on one line: a newline in it would
+    start a heading or a block of its own in Markdown."""
+    return " ".join(str(text).split())
+
+
+def _code(text) -> str:
+    """A Markdown code span holding `text` whatever backticks it has: the fence is longer than any
+    run of them inside (CommonMark), and a space pads a backtick at either end."""
+    text = _line(text)
+    fence = "`" * (max((len(run) for run in re.findall("`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
 
 
 def _short(v) -> str:
@@ -296,23 +338,33 @@ def to_markdown(bs: list, table=None) -> str:
         elif kind == "img":
             out.append(f"![{b[2]}]({b[1]})")
         elif kind == "table" and table is not None:
-            out.append(table(b[1], [[str(c).replace("|", "\\|") for c in row] for row in b[2]]))
+            out.append(table(b[1], [[_cell(c) for c in row] for row in b[2]]))
         elif kind == "table":
             header, rows = b[1], b[2]
             lines = ["| " + " | ".join(str(h) for h in header) + " |",
                      "|" + "|".join("---" for _ in header) + "|"]
-            lines += ["| " + " | ".join(str(c).replace("|", "\\|") for c in row) + " |" for row in rows]
+            lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
             out.append("\n".join(lines))
     return "\n\n".join(out) + "\n"
 
 
-def to_html(bs: list, title: str = "mmconf report") -> str:
-    import re
+def _cell(c) -> str:
+    return _line(c).replace("|", "\\|")
 
+
+SAFE_LINK = re.compile(r"^(https?://|[\w./#-]+$)")  # the web, or a path or anchor of the report's own
+
+
+def _link(m) -> str:
+    text, url = m.group(1), m.group(2)
+    return f'<a href="{url}">{text}</a>' if SAFE_LINK.match(html.unescape(url)) else m.group(0)
+
+
+def to_html(bs: list, title: str = "mmconf report") -> str:
     def inline(text: str) -> str:
         t = html.escape(text)
-        t = re.sub(r"`([^`]+)`", r"<code>\1</code>", t)
-        return re.sub(r"\[([^\]]+)\]\(([^)]+)\)", r'<a href="\2">\1</a>', t)
+        t = re.sub(r"(`+) ?(.+?) ?\1(?!`)", r"<code>\2</code>", t)  # a fence closes on its own length
+        return re.sub(r"\[([^\]]+)\]\(([^)]+)\)", _link, t)  # a javascript: link stays text
 
     body = []
     for b in bs:
@@ -352,6 +404,21 @@ def write_report(doc: dict, out_dir: Path) -> None:
 
 def is_bench(doc: dict) -> bool:
     return doc.get("kind") == "mmconf-bench"
+
+
+def problem(doc) -> str | None:
+    """What keeps `doc` (from a file) from being reported, or None: it is rendered once, in memory,
+    so that a missing key or a wrong type is found before anything is written."""
+    if not isinstance(doc, dict) or not isinstance(doc.get("records"), list):
+        return "expected an object with a list of 'records'"
+    try:
+        if is_bench(doc):
+            bench_blocks(merge_bench([doc]))
+        else:
+            blocks(merge([doc]))
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
+        return f"{type(e).__name__}: {e}"
+    return None
 
 
 def merge_bench(docs: list[dict]) -> dict:

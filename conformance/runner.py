@@ -12,6 +12,7 @@ import json
 import os
 import platform
 import sys
+import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -24,6 +25,8 @@ from .deviations import Deviations
 from .worker import Worker, WorkerDied, pack, unpack
 
 FAILING = ("fail", "crash", "timeout")  # the verdicts that break conformance
+CRASH_LIMIT = 8  # crashes in a row, all alike, after which a backend's device and mode get fewer requests
+PROBE = 16  # ... one in this many, until one is answered
 
 
 def record_id(backend: str, device: str, mode: str, case: Case) -> str:
@@ -76,11 +79,13 @@ class Session:
     """The worker processes of one run, started on first use, one lock each."""
 
     def __init__(self, timeout: float = 120.0, log_dir: Path | None = None):
-        self.timeout, self.log_dir = timeout, log_dir
+        # one private directory for the workers' logs, never a fixed name in a shared one
+        self.timeout, self.log_dir = timeout, log_dir or Path(tempfile.mkdtemp(prefix="mmconf-logs-"))
         self._workers: dict[str, Worker] = {}
         self._locks: dict[str, threading.Lock] = {}
         self._descriptions: dict[str, dict] = {}
         self._adapters: dict = {}
+        self._crashes: dict[tuple, tuple[str, int]] = {}  # (backend, device, mode) -> how, crashes in a row
         self._guard = threading.Lock()
 
     def worker(self, backend: str) -> tuple[Worker, threading.Lock]:
@@ -103,12 +108,29 @@ class Session:
         return self._descriptions[backend]
 
     def ask(self, backend: str, req: dict) -> dict:
+        """The worker's reply, or {'died': kind, 'detail': ...}. After CRASH_LIMIT crashes in a row
+        of one backend, device and mode, all the same way (a kernel that segfaults on every call),
+        only every PROBE-th request is sent until one gets an answer: each crash costs a worker
+        restart and a fresh framework import, seconds, for the same answer. The others are
+        recorded as crashes, saying they were not run."""
         w, lock = self.worker(backend)
+        where = (backend, req.get("device"), req.get("mode"))
         with lock:
+            how, count = self._crashes.get(where, ("", 0))
+            if count >= CRASH_LIMIT and (count - CRASH_LIMIT) % PROBE:
+                self._crashes[where] = (how, count + 1)
+                return {"died": "crash", "detail": f"not run: the worker crashed on {CRASH_LIMIT} requests in a "
+                        f"row here, every time the same way ({how}); one request in {PROBE} is still sent"}
             try:
-                return w.request(req)
+                reply = w.request(req)
             except WorkerDied as e:
-                return {"died": e.kind, "detail": e.detail}
+                reply = {"died": e.kind, "detail": e.detail}
+            if reply.get("died") == "crash":
+                first = reply["detail"].split(";")[0]  # how it died, without the stderr tail
+                self._crashes[where] = (first, count + 1 if first == how else 1)
+            else:
+                self._crashes.pop(where, None)
+            return reply
 
     def run_case(self, backend: str, device: str, mode: str, case: Case) -> list[dict]:
         """Every check of one case on one backend/device/mode, as records; failing records carry
@@ -219,20 +241,32 @@ def run(backends: list[str], cases: list[Case], devices=None, modes=None, jobs: 
         resume: bool = False, whole_store: bool = True) -> dict:
     """Run and judge; returns the results document (what results.json holds).
 
-    With a `journal`, every finished case's records are appended to it as JSON lines as the run
-    goes; `resume` first reads the journal of an interrupted run and skips what it holds. Stale
-    deviation entries are looked for only when the run had the `whole_store` of golden cases.
+    With a `journal`, every finished case's records are appended to it, one JSON line per case, as
+    the run goes, under a lock that keeps a second run off it; `resume` first takes what the
+    journal of an interrupted run holds for this run's backends, devices, modes and cases, and
+    skips it. Stale deviation entries are looked for only when the run had the `whole_store` of
+    golden cases.
     """
+    deviations = Deviations.load()  # a broken deviation file stops the run before it starts
     jobs = jobs or min(len(backends), os.cpu_count() or 1) or 1
-    session = Session(timeout=timeout, log_dir=log_dir)
-    records: list[dict] = _read_journal(journal) if resume and journal else []
-    done = {_task_key(r) for r in records}
-    descriptions: dict[str, dict] = {}
-    lock = threading.Lock()
+    records: list[dict] = []
     sink = None
     if journal:
-        journal.parent.mkdir(parents=True, exist_ok=True)
-        sink = open(journal, "a" if resume else "w", encoding="utf-8")
+        sink = _open_journal(journal)
+        tasks = _read_journal(sink) if resume else []
+        selected = {(c.id, c.dtype) for c in cases}
+        tasks = [t for t in tasks if t[0]["backend"] in backends and (t[0]["case"], t[0]["dtype"]) in selected
+                 and (not devices or t[0]["device"] in devices) and (not modes or t[0]["mode"] in modes)]
+        # what is kept, and nothing torn: what this run appends must not follow a torn line
+        sink.seek(0)
+        sink.truncate()
+        for task in tasks:
+            _write_task(sink, task)
+            records.extend(task)
+    done = {_task_key(r) for r in records}
+    session = Session(timeout=timeout, log_dir=log_dir)
+    descriptions: dict[str, dict] = {}
+    lock = threading.Lock()
 
     def one_backend(backend: str) -> None:
         desc = session.describe(backend)
@@ -246,8 +280,7 @@ def run(backends: list[str], cases: list[Case], devices=None, modes=None, jobs: 
                 with lock:
                     records.extend(out)
                     if sink:
-                        sink.write("".join(json.dumps(r, default=_json_default) + "\n" for r in out))
-                        sink.flush()
+                        _write_task(sink, out)
             if progress:
                 with lock:
                     progress(backend, k + 1, len(work))
@@ -262,7 +295,6 @@ def run(backends: list[str], cases: list[Case], devices=None, modes=None, jobs: 
         if sink:
             sink.close()
     records.sort(key=lambda r: (r["backend"], r["device"], r["mode"], r["dtype"], r["case"], r["check"]))
-    deviations = Deviations.load()
     by_key = {(c.id, c.dtype): c for c in cases}
     deviations.annotate(records, by_key)
     return {
@@ -281,18 +313,42 @@ def _json_default(v):
     return float(v) if isinstance(v, np.floating) else str(v)
 
 
-def _read_journal(path: Path) -> list[dict]:
-    """The records of an interrupted run, up to the first torn line. The last case in it may
-    have been cut short, so its records are dropped and it runs again."""
-    if not path.exists():
-        return []
-    records = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+class JournalBusy(RuntimeError):
+    """Another run is writing the same journal."""
+
+
+def _open_journal(path: Path):
+    """The journal, opened without truncating and locked: a second run into the same place would
+    interleave its records with ours and delete the journal when done."""
+    import fcntl
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    f = open(path, "a+", encoding="utf-8")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.close()
+        raise JournalBusy(f"another mmconf run is writing {path}: wait for it, or give another --out") from None
+    return f
+
+
+def _write_task(sink, records: list[dict]) -> None:
+    """One case's records, one line: a line torn by a crash holds one whole case's records, or none."""
+    if records:
+        sink.write(json.dumps(records, default=_json_default) + "\n")
+        sink.flush()
+
+
+def _read_journal(f) -> list[list[dict]]:
+    """Each finished case's records in an interrupted run's journal, up to a torn line."""
+    f.seek(0)
+    tasks = []
+    for line in f.read().splitlines():
         try:
-            records.append(json.loads(line))
+            task = json.loads(line)
         except ValueError:
             break
-    if records:
-        last = _task_key(records[-1])
-        records = [r for r in records if _task_key(r) != last]
-    return records
+        if not (isinstance(task, list) and task and all(isinstance(r, dict) for r in task)):
+            break  # a journal of another format
+        tasks.append(task)
+    return tasks

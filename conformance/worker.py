@@ -120,6 +120,8 @@ class BadOutput(TypeError):
 def _as_array(v, what: str) -> np.ndarray:
     if not isinstance(v, np.ndarray):
         raise BadOutput(f"the {what} is {type(v).__name__}, not an array")
+    if v.dtype.kind not in "biufc" and v.dtype.name != "bfloat16":  # objects, strings, records: not numbers
+        raise BadOutput(f"the {what} is an array of {v.dtype}, not of numbers")
     return v
 
 
@@ -139,10 +141,43 @@ def resident_mib() -> float | None:
         return None
 
 
-def serve(spec: str, handle=None, max_rss: float | None = MAX_RSS_MIB) -> None:
+def _physical_mib() -> int:
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 2**20
+    except (ValueError, OSError):
+        return 1 << 20
+
+
+# A hard limit, unlike MAX_RSS_MIB: a worker whose resident memory passes it while a call runs is
+# stopped (MEMORY_EXIT), so that a runaway kernel costs its own record, not the machine. Polled, not
+# an rlimit: RLIMIT_AS counts address space, which JAX, TensorFlow and CUDA reserve by the terabyte.
+MEMORY_LIMIT_MIB = int(os.environ.get("MMCONF_WORKER_MEMORY_MIB") or _physical_mib() // 2)
+MEMORY_EXIT = 86
+
+
+def _watch_memory(limit: float, every_s: float = 0.05) -> None:
+    """Poll this process's resident memory; past `limit` MiB, say so on stderr and exit."""
+    import threading
+
+    def watch():
+        while True:
+            rss = resident_mib()
+            if rss is not None and rss > limit:
+                os.write(2, f"\nmmconf worker: {rss:.0f} MiB resident, past the limit of {limit:.0f} MiB "
+                            "(MMCONF_WORKER_MEMORY_MIB)\n".encode())
+                os._exit(MEMORY_EXIT)
+            time.sleep(every_s)
+
+    threading.Thread(target=watch, name="mmconf-memory-limit", daemon=True).start()
+
+
+def serve(spec: str, handle=None, max_rss: float | None = MAX_RSS_MIB,
+          memory_limit: float | None = MEMORY_LIMIT_MIB) -> None:
     """The child's loop: load the backend, then answer requests with `handle(backend, request)`
     (the conformance requests by default; the benchmark passes its own) until stdin closes."""
     handle = handle or _handle
+    if memory_limit:
+        _watch_memory(memory_limit)
     proto = os.fdopen(os.dup(1), "w", buffering=1, encoding="utf-8")
     os.dup2(2, 1)  # whatever the frameworks print goes to stderr, not into the protocol
     sys.stdout = sys.stderr
@@ -187,10 +222,10 @@ class Worker:
                  log_dir: Path | None = None, module: str = "conformance.worker", env: dict | None = None):
         self.spec, self.timeout, self.start_timeout = spec, timeout, start_timeout
         self.module, self.env = module, env  # the child's module (`python -m`) and its environment
-        self.log_dir = Path(log_dir) if log_dir else Path(tempfile.gettempdir())
+        self.log_dir = Path(log_dir) if log_dir else Path(tempfile.mkdtemp(prefix="mmconf-logs-"))
         self.proc: subprocess.Popen | None = None
         self.missing: str | None = None
-        self._buf = b""
+        self._chunks: list[bytes] = []  # what was read after the last complete reply
         self.restarts = self.retirements = 0
 
     @property
@@ -199,14 +234,15 @@ class Worker:
 
     def start(self) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        log = open(self.log_path, "ab")
+        # never through a link planted in a shared directory
+        log = os.fdopen(os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o666), "ab")
         env = dict(self.env or os.environ, PYTHONUNBUFFERED="1")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", self.module, self.spec],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, env=env, start_new_session=True,
         )
         log.close()
-        self._buf = b""
+        self._chunks = []
         hello = self._read(self.start_timeout)
         self.missing = hello.get("missing")
 
@@ -233,7 +269,9 @@ class Worker:
         sel = selectors.DefaultSelector()
         sel.register(self.proc.stdout, selectors.EVENT_READ)
         try:
-            while b"\n" not in self._buf:
+            # a newline can only be in the newest chunk: looking there alone keeps a reply of many
+            # megabytes linear to read
+            while not self._chunks or b"\n" not in self._chunks[-1]:
                 left = deadline - time.monotonic()
                 if left <= 0 or not sel.select(left):
                     self.kill()
@@ -241,11 +279,20 @@ class Worker:
                 chunk = os.read(self.proc.stdout.fileno(), 1 << 20)
                 if not chunk:
                     raise WorkerDied("crash", self._death())
-                self._buf += chunk
+                self._chunks.append(chunk)
         finally:
             sel.close()
-        line, self._buf = self._buf.split(b"\n", 1)
-        return json.loads(line)
+        line, rest = b"".join(self._chunks).split(b"\n", 1)
+        self._chunks = [rest] if rest else []
+        try:
+            reply = json.loads(line)
+            if not isinstance(reply, dict):
+                raise ValueError(f"a JSON {type(reply).__name__}")
+        except ValueError as e:  # something in the worker (a kernel) wrote into the protocol
+            self.kill()
+            raise WorkerDied("crash", f"the worker wrote something other than a reply ({e}: "
+                                      f"{line[:80]!r}); worker killed") from None
+        return reply
 
     def _death(self) -> str:
         try:
@@ -254,7 +301,12 @@ class Worker:
             self.kill()
             code = self.proc.returncode
         if code is not None and code < 0:
-            how = f"killed by signal {signal.Signals(-code).name}"
+            try:
+                how = f"killed by signal {signal.Signals(-code).name}"
+            except ValueError:
+                how = f"killed by signal {-code}"
+        elif code == MEMORY_EXIT:
+            how = "stopped: its resident memory passed the limit (MMCONF_WORKER_MEMORY_MIB)"
         else:
             how = f"exited with status {code}"
         tail = ""
@@ -267,11 +319,16 @@ class Worker:
 
     def kill(self) -> None:
         if self.proc and self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+            self._kill_group()
             self.proc.wait()
+
+    def _kill_group(self) -> None:
+        """SIGKILL the worker's process group (its own session): the worker, and whatever
+        processes a kernel started and left behind."""
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
 
     def close(self) -> None:
         if self.proc and self.proc.poll() is None:
@@ -280,6 +337,8 @@ class Worker:
                 self.proc.wait(timeout=10)
             except (OSError, subprocess.TimeoutExpired):
                 self.kill()
+        if self.proc:
+            self._kill_group()  # the worker is gone; children it left would outlive the run
         self.proc = None
 
 
