@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import subprocess
 import sys
@@ -184,9 +185,11 @@ def cmd_check(args) -> int:
         print(f"mmconf check: expected MODULE:CALLABLE, got {args.callable!r}", file=sys.stderr)
         return 2
     spec_name = f"check:{args.framework}:{args.callable}"
+    if args.fullgraph:
+        os.environ["MMCONF_FULLGRAPH"] = "1"  # read by the adapter in the worker, which inherits it
     cases = _select_cases(args)
     doc = run([spec_name], cases, devices=_split(args.devices), modes=_split(args.modes), jobs=1,
-              timeout=args.timeout, log_dir=Path(tempfile.gettempdir()) / "mmconf-check", progress=_progress())
+              timeout=args.timeout, log_dir=Path(tempfile.mkdtemp(prefix="mmconf-check-")), progress=_progress())
     if args.json:
         report.write_results(doc, Path(args.json))
     desc = doc["backends"][spec_name]
@@ -202,6 +205,8 @@ def cmd_check(args) -> int:
             for (m, d, dt), c in sorted(table.items())]
     print(f"mmconf check {args.callable} ({args.framework} adapter): {len(cases)} cases")
     _print_table(["mode", "device", "dtype", "pass", "fail", "unsupported"], rows)
+    for mode, breaks in sorted(report.captures(records).items()):
+        print(f"\n{mode}: " + report.fmt_capture(breaks))
     failing = [r for r in records if r["verdict"] in FAILING]
     unsupported = sorted({f"{r['dtype']} {r['check']} ({r['mode']}, {r['device']}): {r['detail'][:80]}"
                           for r in records if r["verdict"] == "unsupported"})
@@ -499,6 +504,8 @@ def main(argv=None) -> int:
     p.add_argument("--json", help="write every record to this results JSON")
     p.add_argument("--show", type=int, default=25, help="failures to list (default 25)")
     p.add_argument("--timeout", type=float, default=120.0, help="seconds a case may take (default 120)")
+    p.add_argument("--fullgraph", action="store_true", help="torch: compile to one graph, a graph break then "
+                   "being a capability gap (default: compile as users do, and report the breaks)")
     p.set_defaults(fn=cmd_check)
 
     p = sub.add_parser("fuzz", help="differential fuzzing of the backends against the exact reference")

@@ -190,6 +190,11 @@ def blocks(doc: dict) -> list:
     versions = [[n, d.get("version", "-"), ", ".join(d.get("devices", [])), d.get("threads") or "",
                  d.get("description", d.get("missing", ""))] for n, d in doc["backends"].items()]
     out.append(("table", ["backend", "version", "devices", "threads", "what it runs"], versions))
+    capture = captures(records)
+    if capture:
+        out.append(("h2", "Capture under a compiler"))
+        out.append(("table", ["backend/mode", "capture"],
+                    [[k, _line(fmt_capture(v))] for k, v in sorted(capture.items())]))
     entries = deviation_entries(records)
     if entries:
         out.append(("h2", "Expected-deviation entries"))
@@ -205,6 +210,21 @@ def blocks(doc: dict) -> list:
         out.append(("table", ["backend", "pattern", "check", "clause"],
                     [[e["backend"], e["id"], ", ".join(e["check"]) or "any", e["clause"]] for e in stale]))
     return out
+
+
+def captures(records) -> dict:
+    """backend/mode -> the graph breaks its compiler met, for the modes that report them."""
+    out: dict = {}
+    for r in records:
+        if r.get("capture") is not None:
+            out.setdefault(f"{r['backend']}/{r['mode']}", set()).update(r["capture"])
+    return out
+
+
+def fmt_capture(breaks) -> str:
+    if not breaks:
+        return "compiles to one graph"
+    return f"compiles with graph breaks ({len(breaks)} kind(s)): " + "; ".join(sorted(breaks))
 
 
 def deviation_entries(records) -> dict:

@@ -179,6 +179,10 @@ class Session:
         value = _verdict_or(forward, lambda: compare.judge_value(case, unpack(forward["value"])))
         grad = _verdict_or(reply, lambda: compare.judge_grad(case, unpack(reply["grad"])))
         records = [rec("value", **value), rec("grad", **grad)]
+        capture = reply.get("capture", forward.get("capture"))
+        if capture is not None:  # the graph breaks the compiler met so far
+            for r in records:
+                r["capture"] = capture
         if "fd" in checks_of(case, desc["ours"]):
             steps = compare.fd_steps(case)
             fd = self.ask(backend, {**request_for(case, device, mode, grad=True), "op": "fd", "steps": pack(steps)})

@@ -82,6 +82,8 @@ def _handle(backend, req: dict) -> dict:
         reply = {"value": pack(_as_array(out.value, "value"))}
         if req["grad"]:
             reply["grad"] = pack(_as_array(out.grad, "gradient"))
+        if out.capture is not None:
+            reply["capture"] = out.capture
     except Exception as exc:  # the backend's exception is data (MML-10), never the worker's death
         reply = {"raised": _exception(exc),
                  "unsupported": backend.unsupported(exc, call, req["device"], req["mode"])}

@@ -83,6 +83,7 @@ class NoBackward(NotImplementedError):
 class Output:
     value: np.ndarray
     grad: np.ndarray | None = None
+    capture: list | None = None  # under a compiler that may split the function: its graph breaks
 
 
 class Backend:

@@ -9,6 +9,7 @@ For NumPy, which has no autograd, a function named `<callable>_backward` beside 
 from __future__ import annotations
 
 import importlib
+import os
 
 # framework name -> the adapter class that runs a callable of that framework
 FRAMEWORKS = {
@@ -39,6 +40,25 @@ def adapter_class(framework: str):
     return getattr(importlib.import_module(module), cls)
 
 
+# what each framework's compiler raises on a function it cannot capture: (mode, exception class names)
+CAPTURE_ERRORS = {
+    "torch": ("compile", ("Unsupported", "UserError")),  # torch._dynamo.exc, under fullgraph
+    "jax": ("jit", ("ConcretizationTypeError", "TracerBoolConversionError", "TracerIntegerConversionError",
+                    "TracerArrayConversionError")),  # jax.errors
+    "tensorflow": ("function xla", ("OperatorNotAllowedInGraphError",)),  # tf.errors
+}
+
+
+def capture_gap(framework: str, exc: BaseException, mode: str) -> str | None:
+    """Why the framework's compiler could not capture the kernel, when that is what `exc` says: a
+    capability gap of the kernel (Python control flow on values, say), not wrong values."""
+    modes, names = CAPTURE_ERRORS.get(framework, ("", ()))
+    if mode in modes.split() and type(exc).__name__ in names:
+        lines = str(exc).strip().splitlines()
+        return f"{mode} cannot capture it ({type(exc).__name__}): {lines[0][:300] if lines else ''}"
+    return None
+
+
 def checked_backend(framework: str, target: str):
     """The adapter of `framework` around the callable named by `target` ('module:callable').
 
@@ -55,6 +75,12 @@ def checked_backend(framework: str, target: str):
         fn_import = f"from {module} import {attr.split('.')[0]}"
         fn_expr = attr
         backward_expr = f"{attr}_backward"
+        # torch.compile as users call it, graph breaks allowed and reported; `mmconf check --fullgraph`
+        # asks for one graph, and then a break is a capability gap
+        fullgraph = os.environ.get("MMCONF_FULLGRAPH") == "1"
+
+        def unsupported(self, exc, call, device, mode):
+            return capture_gap(framework, exc, mode) or cls.unsupported(self, exc, call, device, mode)
 
         def load(self):
             cls.load(self)  # configures the framework (threads, x64, ...)

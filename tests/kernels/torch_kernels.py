@@ -75,3 +75,14 @@ def all_classes_minus_margin(input, target, p=1, margin=1.0, weight=None, size_a
     h = torch.stack([z, torch.zeros_like(z)]).amax(0)
     losses = (wy * (h if p == 1 else h * h)).sum(1) / C - wy.view(-1) * margin**p / C
     return _reduce(losses, reduction, input, target)
+
+
+def checks_target_in_python(input, target, p=1, margin=1.0, weight=None, size_average=None, reduce=None,
+                            reduction="mean"):
+    """`correct`, with the target range checked in Python first, as users write it (MML-10.2): a
+    branch on tensor values, which torch.compile captures with a graph break."""
+    if input.dim() in (1, 2) and input.shape[-1] and not target.is_floating_point():
+        C = input.shape[-1]
+        if ((target < 0) | (target >= C)).any():
+            raise IndexError(f"target out of range [0, {C})")
+    return correct(input, target, p, margin, weight, size_average, reduce, reduction)
