@@ -35,3 +35,13 @@ def weight_inside(input, target, p=1, margin=1.0, weight=None, size_average=None
     x, x2, w, z, own = _rows(input, target, weight, margin)
     terms = jnp.where(own, 0, jnp.maximum(w[:, None] * z, 0) ** p)
     return _reduce(terms.sum(axis=1) / x2.shape[1], reduction, target, x.dtype)
+
+
+def checks_target_in_python(input, target, p=1, margin=1.0, weight=None, size_average=None, reduce=None,
+                            reduction="mean"):
+    """`correct`, with the target range checked by a Python `if` on array values: fine in eager,
+    not traceable by jax.jit (a capability gap of the kernel, not a wrong value)."""
+    C = jnp.shape(input)[-1]
+    if ((jnp.asarray(target) < 0) | (jnp.asarray(target) >= C)).any():
+        raise IndexError(f"target out of range [0, {C})")
+    return correct(input, target, p, margin, weight, size_average, reduce, reduction)

@@ -35,3 +35,16 @@ def test_with_fullgraph_a_break_is_a_capability_gap_and_eager_still_passes(tmp_p
     assert {x["verdict"] for x in valid if x["mode"] == "compile"} == {"unsupported"}
     assert all("cannot capture" in x["detail"] for x in valid if x["mode"] == "compile")
     assert {x["verdict"] for x in records if x["mode"] == "eager"} == {"pass"}
+
+
+def test_a_jax_kernel_that_jit_cannot_trace_is_a_capability_gap(tmp_path):
+    pytest.importorskip("jax")
+    out = tmp_path / "r.json"
+    kernel = "tests.kernels.jax_kernels:checks_target_in_python"
+    r = subprocess.run([sys.executable, "-m", "conformance", "check", kernel, "--framework", "jax", "-k",
+                        "float32-basic/2x3-p1-none", "--json", str(out)], capture_output=True, text=True)
+    assert "Traceback" not in r.stderr, r.stderr[-2000:]
+    records = json.loads(out.read_text())["records"]
+    assert {x["verdict"] for x in records if x["mode"] == "jit"} == {"unsupported"}
+    assert all("cannot capture" in x["detail"] for x in records if x["mode"] == "jit")
+    assert {x["verdict"] for x in records if x["mode"] == "eager"} == {"pass"}
