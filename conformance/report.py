@@ -224,7 +224,7 @@ def captures(records) -> dict:
 def fmt_capture(breaks) -> str:
     if not breaks:
         return "compiles to one graph"
-    return f"compiles with graph breaks ({len(breaks)} kind(s)): " + "; ".join(sorted(breaks))
+    return "compiles with graph breaks: " + "; ".join(sorted(breaks))
 
 
 def deviation_entries(records) -> dict:
