@@ -56,6 +56,7 @@ without loading any framework.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
 import itertools
@@ -92,17 +93,13 @@ def multi_margin_loss(input, target, p=1, margin=1.0, weight=None, size_average=
                    None if weight is None else weight.shape)
     if not input.is_floating_point():
         raise TypeError(f"multi_margin_loss: input must be a floating-point tensor, got dtype {input.dtype}")
-    omp, threads = _single_threaded(input)
-    try:
+    with _single_threaded(input) as threads:
         t = target.reshape(-1, 1).long()  # (N, 1): the index shape of gather and scatter
         if t.numel():
             low, high = torch.aminmax(t)
             if low.item() < 0 or high.item() >= C:
                 raise target_range_error(t[(t < 0) | (t >= C)][0].item(), C)
         loss = _autograd_function().apply(input, t, weight, p, float(margin), reduction, threads)
-    finally:
-        if omp is not None:
-            omp.omp_set_num_threads(threads)
     return loss.reshape(target.shape) if reduction == "none" else loss
 
 
@@ -122,22 +119,24 @@ def keep_freed_memory() -> bool:
 # --- threads --------------------------------------------------------------------------------------
 
 
+@contextlib.contextmanager
 def _single_threaded(x):
-    """(OpenMP runtime, threads): the threads a call on x may use (torch.get_num_threads(), the
-    user's setting) and, where ATen would fork for x, the runtime through which the calling thread's
-    count has just been set to 1: the caller puts it back to `threads` when done. (None, 1) where
-    ATen runs x's ops on one thread anyway (small inputs, other devices), and where the runtime is
-    unknown: there ATen keeps its own parallelism (see the module docstring)."""
-    if not x.is_cpu or x.numel() <= ATEN_GRAIN:
-        return None, 1
+    """Yields the threads a call on x may use (torch.get_num_threads(), the user's setting); where
+    ATen would fork for x, the calling thread's OpenMP count is 1 inside, and put back after. 1
+    where ATen runs x's ops on one thread anyway (small inputs, other devices), and where the
+    runtime is unknown: there ATen keeps its own parallelism (see the module docstring)."""
     import torch
 
-    threads = torch.get_num_threads()
+    threads = torch.get_num_threads() if x.is_cpu and x.numel() > ATEN_GRAIN else 1
     omp = _openmp() if threads > 1 else None
     if omp is None:
-        return None, 1
+        yield 1
+        return
     omp.omp_set_num_threads(1)
-    return omp, threads
+    try:
+        yield threads
+    finally:
+        omp.omp_set_num_threads(threads)
 
 
 @functools.cache
@@ -575,12 +574,8 @@ def _autograd_function():
         def backward(ctx, grad_out):
             input, t, T, S, wy = ctx.saved_tensors
             x = input if input.dim() == 2 else input.reshape(1, -1)
-            omp, threads = _single_threaded(x)
-            try:
+            with _single_threaded(x) as threads:
                 grad = _backward(grad_out, x, t, T, S, wy, ctx.p, ctx.reduction, threads)
-            finally:
-                if omp is not None:
-                    omp.omp_set_num_threads(threads)
             return grad if input.dim() == 2 else grad.view(input.shape), None, None, None, None, None, None
 
     return MultiMarginLoss

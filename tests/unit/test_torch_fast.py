@@ -17,20 +17,28 @@ def tiny_blocks(monkeypatch):
     monkeypatch.setattr(torch_fast, "BLOCK_ELEMENTS", 7)
 
 
-def test_every_golden_case_in_small_blocks(tiny_blocks):
+def golden_failures(errors_raise: bool) -> list[str]:
+    """Every golden case through the backend, judged; the failures. Error cases must raise when
+    `errors_raise`, else are skipped (they raise before any block runs)."""
     backend = torch_fast.TorchFastBackend()
     backend.load()
     failures = []
     for case in load_golden():
         if case.error:
-            with pytest.raises(Exception):  # noqa: B017 (the message is checked by the golden run)
-                backend.run(call_for(case, False), "cpu", "eager", False)
+            if errors_raise:
+                with pytest.raises(Exception):  # noqa: B017 (the message is checked by the golden run)
+                    backend.run(call_for(case, False), "cpu", "eager", False)
             continue
         out = backend.run(call_for(case, True), "cpu", "eager", True)
         for check, verdict in (("value", compare.judge_value(case, out.value)),
                                ("grad", compare.judge_grad(case, out.grad))):
             if verdict["verdict"] != "pass":
                 failures.append(f"{case.key} {check}: {verdict['detail']}")
+    return failures
+
+
+def test_every_golden_case_in_small_blocks(tiny_blocks):
+    failures = golden_failures(errors_raise=True)
     assert not failures, "\n".join(failures)
 
 
@@ -111,17 +119,7 @@ def record_blocks(monkeypatch):
 
 
 def test_every_golden_case_on_threads(threaded):
-    backend = torch_fast.TorchFastBackend()
-    backend.load()
-    failures = []
-    for case in load_golden():
-        if case.error:
-            continue  # raised before any block runs; the golden run checks the messages
-        out = backend.run(call_for(case, True), "cpu", "eager", True)
-        for check, verdict in (("value", compare.judge_value(case, out.value)),
-                               ("grad", compare.judge_grad(case, out.grad))):
-            if verdict["verdict"] != "pass":
-                failures.append(f"{case.key} {check}: {verdict['detail']}")
+    failures = golden_failures(errors_raise=False)  # error cases raise before any block runs
     assert not failures, "\n".join(failures)
     assert torch.get_num_threads() == 2  # the caller's count is put back after every call
 
