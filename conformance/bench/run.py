@@ -271,7 +271,6 @@ class Cell:
         self.usage: dict[str, dict] = {}  # row id -> summed wall, cpu, wait, others, steal seconds
         self.calibration: list[list[float]] = []  # each round's seconds of the calibration kernel per CPU
         self.starts: list[int] = []  # the first round of each process
-        self.rounds = 0
 
     def measure(self, workers: Workers) -> None:
         """This process's share of the rounds: at least min_blocks over the processes (and enough
@@ -279,22 +278,22 @@ class Cell:
         self.workers = workers
         k = self.s.processes
         ok = [r for r in self.rows if (r["status"] == "ok" or not self.starts) and self._prepare(r)]
-        self.starts.append(self.rounds)
+        first = len(self.calibration)  # rounds so far: one calibration each
+        self.starts.append(first)
         active = list(ok)
-        spent, rounds = 0.0, 0
+        spent = 0.0
         least = max(stats.MIN_VALUES, math.ceil(self.s.min_blocks / k))
-        while active and rounds < math.ceil(self.s.max_blocks / k):
+        while active and len(self.calibration) - first < math.ceil(self.s.max_blocks / k):
+            round_ = len(self.calibration)
             self.calibration.append(machine.calibrate())
             order = list(active)
             self.rng.shuffle(order)
             for r in order:
-                spent += self._block(r, self.rounds)
+                spent += self._block(r, round_)
             active = [r for r in active if r["status"] == "ok"]
-            rounds += 1
-            self.rounds += 1
             for r in active:
-                self.per_call[r["id"]].extend([None] * (self.rounds - len(self.per_call[r["id"]])))
-            if rounds >= least:
+                self.per_call[r["id"]].extend([None] * (round_ + 1 - len(self.per_call[r["id"]])))
+            if round_ + 1 - first >= least:
                 if spent > self.s.budget_s / k * len(ok):
                     break
                 active = self._still_needed(active)
@@ -350,11 +349,12 @@ class Cell:
             u["steal"] += after[1] - before[1]
         return b["wall_s"]
 
-    def _measurement(self, r: dict, this_process: bool = False) -> Measurement:
-        """The row's blocks; `this_process`: only the current process's, which decide when it stops."""
-        if this_process:
-            return Measurement(self.per_call[r["id"]][self.starts[-1]:])
+    def _measurement(self, r: dict) -> Measurement:
         return Measurement(self.per_call[r["id"]], self.starts)
+
+    def _this_process(self, r: dict) -> Measurement:
+        """The row's blocks in the current process, which decide when it stops."""
+        return Measurement(self.per_call[r["id"]][self.starts[-1]:])
 
     def _still_needed(self, active: list[dict]) -> list[dict]:
         refs = [r for r in active if label(r) in self.refs]
@@ -362,15 +362,15 @@ class Cell:
         keep = []
         for r in others:
             if not refs:  # nothing to pair with: its own median must be known
-                if self._measurement(r, True).width > self.s.precision:
+                if self._this_process(r).width > self.s.precision:
                     keep.append(r)
                 continue
-            ratios = [self._measurement(r, True).ratio_to(self._measurement(ref, True)) for ref in refs]
+            ratios = [self._this_process(r).ratio_to(self._this_process(ref)) for ref in refs]
             if any(x is None or x.width > self.s.precision for x in ratios):
                 keep.append(r)
         if keep:
             return keep + refs
-        return [r for r in refs if not others and self._measurement(r, True).width > self.s.precision]
+        return [r for r in refs if not others and self._this_process(r).width > self.s.precision]
 
     def _finish(self, r: dict) -> None:
         r.update(self._measurement(r).fields())
