@@ -179,10 +179,29 @@ def encode_array(a) -> list | str:
     return [encode_array(row) if a.ndim > 1 else encode(row) for row in a]
 
 
+MAX_NESTING = 32  # list levels a value may have: decoding recurses once per level
+
+
+def check_nesting(data) -> None:
+    """ValueError if lists nest deeper than MAX_NESTING (looked at without recursion)."""
+    stack = [(data, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (list, tuple)):
+            if depth >= MAX_NESTING:
+                raise ValueError(f"lists nested too deeply (more than {MAX_NESTING} levels)")
+            stack.extend((i, depth + 1) for i in item)
+
+
 def decode_array(data) -> np.ndarray:
     """Nested lists of numbers / strings to a float64 array; raises ValueError naming the problem."""
+    check_nesting(data)
+    return _decode_array(data)
+
+
+def _decode_array(data) -> np.ndarray:
     if isinstance(data, (list, tuple)):
-        rows = [decode_array(item) for item in data]
+        rows = [_decode_array(item) for item in data]
         shapes = {r.shape for r in rows}
         if len(shapes) > 1:
             raise ValueError("ragged nested list: rows have different lengths")

@@ -42,18 +42,18 @@ def adapter_class(framework: str):
 
 # what each framework's compiler raises on a function it cannot capture: (mode, exception class names)
 CAPTURE_ERRORS = {
-    "torch": ("compile", ("Unsupported", "UserError")),  # torch._dynamo.exc, under fullgraph
-    "jax": ("jit", ("ConcretizationTypeError", "TracerBoolConversionError", "TracerIntegerConversionError",
-                    "TracerArrayConversionError")),  # jax.errors
-    "tensorflow": ("function xla", ("OperatorNotAllowedInGraphError",)),  # tf.errors
+    "torch": (("compile",), ("Unsupported", "UserError")),  # torch._dynamo.exc, under fullgraph
+    "jax": (("jit",), ("ConcretizationTypeError", "TracerBoolConversionError", "TracerIntegerConversionError",
+                       "TracerArrayConversionError")),  # jax.errors
+    "tensorflow": (("function", "xla"), ("OperatorNotAllowedInGraphError",)),  # tf.errors
 }
 
 
 def capture_gap(framework: str, exc: BaseException, mode: str) -> str | None:
     """Why the framework's compiler could not capture the kernel, when that is what `exc` says: a
     capability gap of the kernel (Python control flow on values, say), not wrong values."""
-    modes, names = CAPTURE_ERRORS.get(framework, ("", ()))
-    if mode in modes.split() and type(exc).__name__ in names:
+    modes, names = CAPTURE_ERRORS.get(framework, ((), ()))
+    if mode in modes and type(exc).__name__ in names:
         lines = str(exc).strip().splitlines()
         return f"{mode} cannot capture it ({type(exc).__name__}): {lines[0][:300] if lines else ''}"
     return None

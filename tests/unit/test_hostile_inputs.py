@@ -50,8 +50,8 @@ def test_deep_nesting_is_refused(tmp_path):
     deep = "[" * 900 + "1" + "]" * 900
     with pytest.raises(CaseError, match="a case must be"):
         load_file(case_file(tmp_path, raw='{"cases": [' + deep + "]}"))
-    for field in ("x", "target"):
-        raw = json.dumps({"cases": [{**CASE, field: "HERE"}]}).replace('"HERE"', deep)
+    for field, value in (("x", "HERE"), ("target", "HERE"), ("expect", {"value": "HERE"})):
+        raw = json.dumps({"cases": [{**CASE, field: value}]}).replace('"HERE"', deep)
         with pytest.raises(CaseError, match=f"field '{field}': lists nested too deeply"):
             load_file(case_file(tmp_path, raw=raw))
     with pytest.raises(CaseError, match="nested too deeply"):
