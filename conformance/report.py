@@ -573,7 +573,9 @@ def _method(doc: dict) -> list:
             "of a calibration kernel timed between rounds on each CPU in turn. `CPU speed swing` is that kernel's "
             "90th over its 10th percentile: in a VM a CPU's speed changes with what runs beside it on the host, and "
             "pairing cancels only what changes slower than a round; rows of a size and pass whose swing passed "
-            f"{100 * UNSTEADY:.0f}% are flagged **unsteady**, and their intervals are wider for it. A row whose "
+            f"{100 * UNSTEADY:.0f}% are flagged **unsteady**: their intervals are wider for it, and still their ratios "
+            "can move from run to run by more than the interval shows (what runs beside the VM changes between runs "
+            "too), so an unsteady table is indicative, not a published figure. A row whose "
             "ratio's interval (a reference row's: its median's) reaches more than "
             f"{100 * s.get('noisy', 0.1):.0f}% from the estimate is flagged noisy.")),
         ("p", (

@@ -11,7 +11,12 @@ and cancels. The gate then decides, from intervals, never from a bare threshold 
   tighter test, since both versions saw the same rounds.
 
 stats.decide turns an interval into SLOWER, FASTER, same or INCONCLUSIVE; a row measured under
-contention (in either run) is INCONCLUSIVE whatever its interval says.
+contention (in either run) is INCONCLUSIVE whatever its interval says. Between two runs whose
+machine was not in the same state (machine_change), every interval of a change is widened by the
+factor its fingerprint moved: in a VM the host beside it can change between runs (measured here:
+the copy bandwidth went from 27-29 GB/s in four runs to 38 GB/s in a fifth, and the ratios of
+unlike kernels moved by up to 25% with it), which pairing within a run cannot cancel; a 2x
+regression still shows, a 10% one then reads INCONCLUSIVE.
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ from . import stats
 from .measurement import Measurement
 
 KEY = ("backend", "mode", "device", "dtype", "N", "C", "pass")
+SAME_STATE = 0.15  # two runs' machine fingerprints (copy bandwidth, calibration kernel) agree within this
+# (best-of-5 copies in one state differed by 5%)
 EXIT = {stats.SLOWER: 1, stats.INCONCLUSIVE: 3}  # else 0; 2 is bad usage
 
 
@@ -50,6 +57,25 @@ def add_ratios(records: list[dict], reference: str, prefix: str = "ratio") -> bo
         r.update(ratio.fields(prefix))
         r[f"{prefix}_contended"] = bool(r.get("contended") or ref.get("contended"))
     return any(label(r) == reference for r in records)
+
+
+def machine_change(old_env: dict, new_env: dict) -> tuple[float, str | None]:
+    """How far two runs' machine state moved, as a factor (1: the same state), and why, or None
+    when it is the same state: its copy bandwidth (measured at the start and at the end of each
+    run) or the calibration kernel's median time (over every round) differ by more than
+    SAME_STATE. Runs that lack a figure are not judged on it."""
+    def figures(env: dict) -> dict:
+        bw = lambda key: ((env.get(key) or {}).get("cpu") or {}).get("gbps")  # noqa: E731
+        return {"copy bandwidth at the start, GB/s": bw("bandwidth"),
+                "copy bandwidth at the end, GB/s": bw("bandwidth_end"),
+                "calibration kernel, us": env["calibration_s"] * 1e6 if env.get("calibration_s") else None}
+    old, new = figures(old_env), figures(new_env)
+    factors = {name: max(old[name], new[name]) / min(old[name], new[name]) for name in old if old[name] and new[name]}
+    moved = [f"{name} {old[name]:.3g} then {new[name]:.3g}" for name, f in factors.items() if f - 1 > SAME_STATE]
+    if not moved:
+        return 1.0, None
+    factor = max(factors.values())
+    return factor, f"the machine was not in the same state ({'; '.join(moved)}): interval widened {factor:.2f}x"
 
 
 @dataclass
@@ -110,6 +136,7 @@ class Compare(Gate):
         self.max_slowdown, self.absolute = max_slowdown, absolute
         self.baseline = new.get("baseline")
         self.same_baseline = old.get("baseline") == self.baseline  # ratios to different backends do not compare
+        self.machine_factor, self.machine_note = machine_change(old.get("environment", {}), new.get("environment", {}))
         index: dict = {}
         for r in old["records"]:
             index.setdefault(row_key(r), []).append(r)
@@ -129,14 +156,21 @@ class Compare(Gate):
                 return Change(new, "not comparable", note="no intervals in the older file (format 1)")
             a, b = _interval(old, "ratio"), _interval(new, "ratio")
             contended = bool(old.get("ratio_contended") or new.get("ratio_contended"))
-            return _judge(new, "ratio", old["ratio"], new["ratio"], a and b and stats.quotient(b, a), contended,
-                          self.max_slowdown)
+            return self._decide(new, "ratio", old["ratio"], new["ratio"], a and b and stats.quotient(b, a), contended)
         if self.absolute:
             a, b = (old.get("median_lo_s"), old.get("median_hi_s")), (new.get("median_lo_s"), new.get("median_hi_s"))
             interval = stats.quotient(b, a) if None not in a + b else None
             contended = bool(old.get("contended") or new.get("contended"))
-            return _judge(new, "median", old["median_s"], new["median_s"], interval, contended, self.max_slowdown)
+            return self._decide(new, "median", old["median_s"], new["median_s"], interval, contended)
         return Change(new, "baseline" if label(new) == self.baseline else "not comparable")
+
+    def _decide(self, new: dict, basis: str, old_value: float, new_value: float, interval, contended: bool) -> Change:
+        if self.machine_note and interval:
+            interval = (interval[0] / self.machine_factor, interval[1] * self.machine_factor)
+        change = _judge(new, basis, old_value, new_value, interval, contended, self.max_slowdown)
+        if self.machine_note and not contended:
+            change.note = "; ".join(n for n in (change.note, self.machine_note) if n)
+        return change
 
 
 class AgainstBefore(Gate):

@@ -108,6 +108,8 @@ def run(backends: list[str], settings: Settings, work_dir: Path, progress=None) 
         cell.finish()
     every_round = [t for cell in cells.values() for t in cell.calibration]
     env["cpu_swing"] = swing(every_round)
+    env["calibration_s"] = stats.median([t for r in every_round for t in r]) if every_round else None
+    env["bandwidth_end"] = {"cpu": machine.cpu_bandwidth(n, llc)}  # the workers are gone: a quiet machine again
     env["load_average_after"] = os.getloadavg()[0]
     env["versions"] = {b: d.get("version") for b, d in descriptions.items() if "missing" not in d}
     env["thread_controls"] = {b: d.pop("thread_controls") for b, d in descriptions.items()

@@ -218,6 +218,33 @@ def test_rows_without_a_baseline_are_compared_only_when_asked():
     assert verdicts(absolute)["kern"] == stats.SLOWER and absolute.changes[1].basis == "median"
 
 
+def test_runs_of_a_machine_in_another_state_get_wider_intervals():
+    """The host beside a VM can change between runs: where a copy bandwidth (or the calibration
+    kernel) moved by a factor beyond SAME_STATE, the interval of every change is widened by it, so
+    a 25% slowdown reads INCONCLUSIVE and a 2x one still SLOWER, and the note says why."""
+    from conformance.bench.compare import machine_change
+
+    def env(gbps, end=None, calibration=None):
+        return {"bandwidth": {"cpu": {"gbps": gbps}}, "bandwidth_end": {"cpu": {"gbps": end or gbps}},
+                "calibration_s": calibration}
+
+    assert machine_change(env(27.4), env(28.8)) == (1.0, None)  # best-of-5 copies of one state differ by ~5%
+    factor, note = machine_change(env(27.4), env(38.0))
+    assert abs(factor - 38.0 / 27.4) < 1e-9 and "copy bandwidth at the start, GB/s 27.4 then 38" in note
+    assert "at the end" in machine_change(env(27.4), env(27.4, end=38.0))[1]
+    assert "calibration" in machine_change(env(27.4, calibration=1e-3), env(27.4, calibration=1.3e-3))[1]
+    assert machine_change({}, env(38.0)) == (1.0, None)  # an older bench.json: nothing to judge by
+    old = synthetic_run(seed=1)
+    old["environment"] = env(27.4)
+    for slowdown, same_state, moved in ((1.25, stats.SLOWER, stats.INCONCLUSIVE), (2.0, stats.SLOWER, stats.SLOWER)):
+        new = synthetic_run(seed=2, slowdown=slowdown)
+        new["environment"] = env(28.0)
+        assert verdicts(Compare(old, new, max_slowdown=0.1))["kern"] == same_state
+        new["environment"] = env(38.0)
+        c = Compare(old, new, max_slowdown=0.1)
+        assert verdicts(c)["kern"] == moved and "not in the same state" in c.changes[1].note
+
+
 def test_missing_baseline_leaves_ratios_empty():
     records = synthetic_run()["records"]
     assert add_ratios(records, "torch/eager") is False and records[0]["ratio"] is None
@@ -304,8 +331,9 @@ def test_gate_fails_a_slowed_kernel_and_passes_an_unchanged_one(tmp_path):
     assert r.returncode == code and verdict in r.stdout, r.stdout + r.stderr
     assert "Regression check against check:numpy:kern:once/eager" in (tmp_path / "slowed" / "bench.md").read_text()
     r = bench("same", "once", "unchanged")
-    verdict, code = verdict_expected("unchanged", "regression check: passed", 0)
-    assert r.returncode == code and verdict in r.stdout, r.stdout + r.stderr
+    # unchanged code is never called SLOWER; with this small budget on a noisy VM its interval may
+    # be too wide to say `same` (INCONCLUSIVE, exit 3): the gate's `same` is tested on synthetic timings
+    assert r.returncode in (0, 3) and "SLOWER" not in r.stdout and "FASTER" not in r.stdout, r.stdout + r.stderr
 
     def against(version, out, *extra):  # the same backend name, its code changed in between
         (tmp_path / "mine.py").write_text(f"from tests.kernels.bench_kernels import {version} as loss\n")
