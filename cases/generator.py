@@ -23,7 +23,6 @@ from conformance.spec import legacy_reduction
 
 FAMILIES: dict = {}
 REGRESSIONS = Path(__file__).with_name("regressions.json")
-LOW = ("float16", "bfloat16")
 
 
 def family(clauses: list[str], doc: str):

@@ -30,8 +30,11 @@ FEATURES = (*DTYPES, "p1", "p2", "none", "mean", "sum", "x_nan", "x_inf", "weigh
             "margin_nan", "margin_inf", "margin_posinf", "nan", "inf", "x_subnormal", "z_nan", "z_posinf",
             "w_nonfinite_inactive", "weight", "negative_weight", "zero_weight", "margin_nonpositive",
             "margin_nonint", "own_term_inexact", "unbatched", "target_0d", "empty", "one_class", "kink",
-            "near_kink", "underflowing_scale", "int32_target", "float32_target", "legacy")
-TARGET_DTYPES = ("int64", "int32", "float32")  # float32: for the MML-10.8 error case
+            "near_kink", "underflowing_scale", "int32_target", "float32_target", "float64_target", "legacy",
+            # mechanisms of vendors' deviations (conformance/deviations/*.toml)
+            "x_0d", "target_2d", "margin_negative", "xy_nan", "xy_inf", "wy_nan", "wy_inf", "margin_f32_inexact",
+            "margin_term_f32_inexact")
+TARGET_DTYPES = ("int64", "int32", "float32", "float64")  # floats: the MML-10.8 error cases
 
 
 def default_cotangent(shape) -> np.ndarray:
@@ -112,13 +115,29 @@ class Case:
             add("margin_posinf")
         if self.margin <= 0:
             add("margin_nonpositive")
+        if self.margin < 0:
+            add("margin_negative")
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            # a constant made in float32 for any input: the margin, or margin^p / C (C of a 2-D input)
+            # (compared as Python floats: NumPy would compare a float32 with a float in float32)
+            if float(np.float32(self.margin)) != self.margin and not np.isnan(self.margin):
+                add("margin_f32_inexact")
+            C = x.shape[-1] if x.ndim in (1, 2) and x.shape[-1] else None
+            if C is not None and np.isfinite(self.margin):
+                term = float(self.margin) ** self.p / C
+                if float(np.float32(np.float32(float(self.margin) ** self.p) / np.float32(C))) != term:
+                    add("margin_term_f32_inexact")
         if not (np.isfinite(self.margin) and float(self.margin).is_integer()):
             add("margin_nonint")
         shape = x.shape
+        if len(shape) == 0:
+            add("x_0d")
         if len(shape) == 1:
             add("unbatched")
         if np.ndim(self.target) == 0:
             add("target_0d")
+        if np.ndim(self.target) == 2:
+            add("target_2d")
         if len(shape) == 2 and shape[0] == 0:
             add("empty")
         if shape and shape[-1] == 1:
@@ -134,10 +153,16 @@ class Case:
             if (z == np.inf).any():
                 add("z_posinf")
             wy = np.ones(len(t)) if w is None else np.asarray(w, dtype=np.float64)[t]
+            xy = x2[np.arange(len(t)), t]
+            for name, v in (("xy", xy), ("wy", wy)):  # a sample's target score, its class's weight
+                if np.isnan(v).any():
+                    add(f"{name}_nan")
+                if np.isinf(v).any():
+                    add(f"{name}_inf")
             inactive = ((z <= 0) | np.isnan(z)) & (np.arange(C)[None, :] != t[:, None])
             if (~np.isfinite(wy) & inactive.any(axis=1)).any():
                 add("w_nonfinite_inactive")  # a NaN or infinite w[y] on a row with an inactive term
-            if self._own_term_inexact(x2[np.arange(len(t)), t], wy):
+            if self._own_term_inexact(xy, wy):
                 add("own_term_inexact")
         if f & {"x_nan", "weight_nan", "margin_nan"}:
             add("nan")
@@ -244,7 +269,7 @@ class Case:
             dtype=dtype,
             x=_to_dtype(x, dtype),
             target=target,
-            p=field_("p", _parse_int, 1),
+            p=field_("p", _parse_p, 1),
             margin=field_("margin", _parse_margin, 1.0),
             weight=field_("weight", lambda v: None if v is None else _to_dtype(_parse_floats(v), dtype), None),
             reduction=field_("reduction", _parse_str, "mean"),
@@ -314,10 +339,11 @@ def _parse_target(v, target_dtype: str) -> np.ndarray:
     return out
 
 
-def _parse_int(v) -> int:
-    if isinstance(v, bool) or not isinstance(v, int):
-        raise ValueError(f"must be an integer, got {v!r}")
-    return v
+def _parse_p(v) -> int | float:
+    """An integer, or a number: 2.0 is 2, as PyTorch reads it; 1.5 stays 1.5 (an invalid call, MML-10.1)."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise ValueError(f"must be a number, got {v!r}")
+    return int(v) if isinstance(v, float) and v.is_integer() else v
 
 
 def _parse_shape(v) -> list:

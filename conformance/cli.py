@@ -19,6 +19,7 @@ from pathlib import Path
 
 from .caseio import CaseError
 from .deviations import DeviationError
+from .floats import DTYPES
 
 
 def _progress(stream=sys.stderr):
@@ -75,8 +76,29 @@ def _backends(arg: str | None) -> list[str]:
 def cmd_cases(args) -> int:
     from cases.generator import write_store
 
-    from .caseio import golden_dir, verify_manifest
+    from .caseio import dumps, golden_dir, verify_manifest, write_atomic
 
+    if args.action == "import":
+        if args.source != "torch-opinfo":
+            print(f"mmconf cases import: unknown source {args.source!r}; known: torch-opinfo", file=sys.stderr)
+            return 2
+        from cases.torch_opinfo import OP, cases
+
+        try:
+            imported = cases()
+        except ImportError as e:  # torch, or a module its test inputs need
+            print(f"mmconf cases import torch-opinfo: cannot import PyTorch's OpInfo: {e} "
+                  "(install the torch extra: pip install -c constraints.txt -e '.[torch]')", file=sys.stderr)
+            return 2
+        out = Path(args.out or "torch-opinfo.json")
+        write_atomic(out, dumps(imported, {"source": f"{OP} OpInfo of the installed torch (mmconf cases import)"}))
+        errors = sum(c.error is not None for c in imported)
+        print(f"wrote {len(imported)} cases ({errors} invalid calls) to {out}; run them with "
+              f"`mmconf run --cases {out}`")
+        return 0
+    if args.source:
+        print(f"mmconf cases {args.action}: takes no source", file=sys.stderr)
+        return 2
     if args.action == "generate":
         manifest = write_store(golden_dir())
         print(f"wrote {len(manifest['files'])} family files and {golden_dir() / 'MANIFEST.json'}")
@@ -145,7 +167,8 @@ def cmd_run(args) -> int:
 
     cases = _select_cases(args)
     backends = _backends(args.backends)
-    out_dir = Path(args.out)
+    out_given = args.out is not None
+    out_dir = Path(args.out or "reports/latest")
     json_path = Path(args.json) if args.json else out_dir / "results.json"
     journal = json_path.with_name(json_path.stem + ".partial.jsonl")
     whole_store = not (args.k or args.dtypes or (args.cases and not args.golden))
@@ -158,11 +181,11 @@ def cmd_run(args) -> int:
         return 2
     report.write_results(doc, json_path)
     journal.unlink(missing_ok=True)
-    if not args.json or args.out_given:  # --json alone writes the results only
+    wrote_report = not args.json or out_given  # --json alone writes the results only
+    if wrote_report:
         report.write_report(doc, out_dir)
     summary = report.summary_lines(doc)
     print("\n".join(summary))
-    wrote_report = not args.json or args.out_given
     print(f"results: {json_path}" + (f"; report: {out_dir / 'conformance.md'}" if wrote_report else ""))
     return 0 if report.conforms(doc) else 1
 
@@ -172,7 +195,8 @@ def cmd_check(args) -> int:
     from collections import Counter
 
     from . import report
-    from .runner import FAILING, run
+    from .record import FAILING, UNSUPPORTED, Tally
+    from .runner import run
 
     try:
         from impls.checked import adapter_class
@@ -200,16 +224,16 @@ def cmd_check(args) -> int:
     records = doc["records"]
     table: dict = {}
     for r in records:
-        table.setdefault((r["mode"], r["device"], r["dtype"]), Counter())[r["verdict"]] += 1
-    rows = [[m, d, dt, c["pass"], c["fail"] + c["crash"] + c["timeout"], c["unsupported"]]
-            for (m, d, dt), c in sorted(table.items())]
+        table.setdefault((r["mode"], r["device"], r["dtype"]), []).append(r)
+    rows = [[m, d, dt, t.passed, t.failing, t.unsupported]
+            for (m, d, dt), t in sorted((k, Tally.of(rs)) for k, rs in table.items())]
     print(f"mmconf check {args.callable} ({args.framework} adapter): {len(cases)} cases")
     _print_table(["mode", "device", "dtype", "pass", "fail", "unsupported"], rows)
     for mode, breaks in sorted(report.captures(records).items()):
         print(f"\n{mode}: " + report.fmt_capture(breaks))
     failing = [r for r in records if r["verdict"] in FAILING]
     unsupported = sorted({f"{r['dtype']} {r['check']} ({r['mode']}, {r['device']}): {r['detail'][:80]}"
-                          for r in records if r["verdict"] == "unsupported"})
+                          for r in records if r["verdict"] == UNSUPPORTED})
     if unsupported:
         print(f"\nunsupported (capability gaps, not failures): {len(unsupported)} kinds")
         for line in unsupported[:10]:
@@ -394,9 +418,9 @@ def _bench_settings(args, Settings, grid):
         s.sizes = grid.parse_sizes(args.sizes)
     if args.dtypes:
         s.dtypes = _split(args.dtypes)
-        bad = [d for d in s.dtypes if d not in grid.DTYPES]
+        bad = [d for d in s.dtypes if d not in DTYPES]
         if bad:
-            raise ValueError(f"unknown dtype(s) {', '.join(bad)}; expected {', '.join(grid.DTYPES)}")
+            raise ValueError(f"unknown dtype(s) {', '.join(bad)}; expected {', '.join(DTYPES)}")
     if args.passes:
         s.passes = _split(args.passes)
         if any(p not in grid.PASSES for p in s.passes):
@@ -473,8 +497,10 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="mmconf", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("cases", help="generate or verify the golden-case store")
-    p.add_argument("action", choices=["generate", "verify"])
+    p = sub.add_parser("cases", help="generate or verify the golden-case store, or import cases from a source")
+    p.add_argument("action", choices=["generate", "verify", "import"])
+    p.add_argument("source", nargs="?", help="import: where from (torch-opinfo: the installed torch's OpInfo)")
+    p.add_argument("--out", help="import: the case file to write (default torch-opinfo.json)")
     p.set_defaults(fn=cmd_cases)
 
     p = sub.add_parser("list", help="the backends found, with versions, devices, modes and dtypes")
@@ -488,7 +514,7 @@ def main(argv=None) -> int:
     p.add_argument("--devices", help="comma-separated devices, e.g. cpu,cuda (default: all found)")
     p.add_argument("--modes", help="comma-separated modes (default: every mode of each backend)")
     p.add_argument("--json", help="where to write the results JSON (default: OUT/results.json)")
-    p.add_argument("--out", default="reports/latest", help="report directory (default: reports/latest)")
+    p.add_argument("--out", help="report directory (default: reports/latest)")
     p.add_argument("--jobs", type=int, help="backends run at once (default: the number of CPUs)")
     p.add_argument("--timeout", type=float, default=120.0, help="seconds a case may take (default 120)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run from its journal "
@@ -567,7 +593,6 @@ def main(argv=None) -> int:
     p.set_defaults(fn=cmd_report)
 
     args = parser.parse_args(argv)
-    args.out_given = "--out" in (argv if argv is not None else sys.argv)
     try:
         return args.fn(args)
     except (CaseError, DeviationError) as e:

@@ -1,24 +1,25 @@
-"""Expected deviations: per backend, the records where it is known to break a clause, and why.
+"""Expected deviations: per backend, the mechanisms by which it is known to break a clause, and
+the inputs under which each shows.
 
 One TOML file per backend in conformance/deviations/, like array-api-tests' xfail lists:
 
     [[deviation]]
-    id = "torch-cpu-eager-*-special/nan-*"   # fnmatch pattern over record ids
-    check = "value"                          # value | grad | fd | error, or a list of them; omitted: any
+    where = "torch-cpu-eager-*"       # fnmatch pattern over backend-device-mode-dtype
+    when = ["z_nan"]                  # the input features under which it shows (caseio.FEATURES); "!x" negates
+    check = "value"                   # value | grad | fd | error, or a list of them; omitted: any
     clause = "MML-7.1"
     reason = "the ATen kernel adds a term only if z > 0, so NaN terms are dropped"
-    when = ["z_nan"]                         # optional: input features (caseio.FEATURES), "!x" negates
-    strict = false                           # optional: the deviation does not always show
+    examples = ["special/nan-score"]  # optional: golden cases that show it (a test checks they match)
+    strict = false                    # optional: the features do not always make it show
 
-A record matches an entry when its id matches the pattern and the case has every feature in
-`when`. A failing record that an entry matches is a known deviation (a strict xfail under pytest);
-a passing one is an unexpected pass, so a fix upstream shows up (except for `strict = false`
-entries: reading uninitialised memory, say, may return the right value by chance); an entry that matches no record
-of a run that covered its backend is stale.
-
-Fuzzed cases have no golden ids, so an entry explains a fuzzed record by its `when` features
-alone, within the backend-device-mode-dtype part of its pattern (the pattern up to the case name).
-Entries without `when` never explain a fuzzed record.
+A record matches an entry when its backend, device, mode and dtype match `where`, its check is
+one of `check`, and its case has every feature in `when`: by mechanism, so the entry applies to a
+user's or a fuzzer's cases as it does to the golden ones. A failing record that an entry matches
+is a known deviation (a strict xfail under pytest); a passing one is an unexpected pass, so a fix
+upstream shows up. Where the features are necessary but not sufficient (the deviation also needs,
+say, a sum that does not overflow anyway), the entry is `strict = false`: a pass is then no news,
+and a fix upstream shows as the entry turning stale. An entry is stale when a run covered its
+`where` and it explained no failing record.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from pathlib import Path
 
 from . import spec
 from .caseio import FEATURES
+from .record import CHECKS, FAILING
 
 DEVIATIONS_DIR = Path(__file__).with_name("deviations")
 
@@ -37,79 +39,89 @@ DEVIATIONS_DIR = Path(__file__).with_name("deviations")
 @dataclass(frozen=True)
 class Deviation:
     backend: str
-    id: str
+    where: str
     check: tuple  # the checks it applies to; empty: all
     clause: str
     reason: str
     when: tuple = ()
     strict: bool = True
+    examples: tuple = ()
 
-    def _holds(self, features: set) -> bool:
-        return all((f[1:] not in features) if f.startswith("!") else (f in features) for f in self.when)
+    @property
+    def label(self) -> str:
+        """How reports name the entry: where, under which features, for which checks."""
+        when = f" when {' & '.join(self.when)}" if self.when else ""
+        return f"{self.where}{when} [{', '.join(self.check) or 'any check'}]"
 
-    def _covers(self, check: str) -> bool:
-        return not self.check or check in self.check
+    @property
+    def broad(self) -> bool:
+        """No features: every failure of its backend, device, mode and dtype."""
+        return not self.when
+
+    def covers(self, record: dict) -> bool:
+        """The record's backend, device, mode and dtype are where the entry applies."""
+        prefix = f"{record['backend']}-{record['device']}-{record['mode']}-{record['dtype']}"
+        return record["backend"] == self.backend and fnmatch.fnmatchcase(prefix, self.where)
 
     def matches(self, record: dict, features: set) -> bool:
-        return self._covers(record["check"]) and fnmatch.fnmatchcase(record["id"], self.id) and self._holds(features)
+        return ((not self.check or record["check"] in self.check) and self.covers(record)
+                and all((f[1:] not in features) if f.startswith("!") else (f in features) for f in self.when))
 
-    def explains(self, record: dict, features: set) -> bool:
-        """For a fuzzed case: the where-part of the pattern matches and the `when` features hold."""
-        if not self.when or not self._covers(record["check"]) or not self._holds(features):
-            return False
-        prefix = f"{record['backend']}-{record['device']}-{record['mode']}-{record['dtype']}"
-        return fnmatch.fnmatchcase(prefix, self.where())
-
-    def where(self) -> str:
-        """The backend-device-mode-dtype part of the pattern (the pattern up to the case name)."""
-        if "/" not in self.id:
-            return self.id
-        return self.id[: self.id.rfind("-", 0, self.id.find("/"))]
+    def annotation(self) -> dict:
+        """What a matched record carries (results.json): enough to explain it without this file."""
+        return {"clause": self.clause, "reason": self.reason, "label": self.label, "where": self.where,
+                "when": list(self.when), "check": list(self.check), "strict": self.strict}
 
 
 class DeviationError(ValueError):
     """A deviation file that cannot be used: the message names the file, and the entry or line."""
 
 
-KEYS = {"id", "check", "clause", "reason", "when", "strict"}
-CHECKS = ("value", "grad", "fd", "error")
+KEYS = {"where", "check", "clause", "reason", "when", "strict", "examples"}
 
 
-def _check_features(when, where: str) -> tuple:
-    if not isinstance(when, list) or not all(isinstance(f, str) for f in when):
-        raise DeviationError(f"{where}: 'when' must be a list of feature names")
-    for f in when:
-        name = f.removeprefix("!")
-        if name not in FEATURES and not (name.startswith("invalid:") and name[8:] in spec.ERROR_CLAUSES):
-            raise DeviationError(f"{where}: unknown feature {f!r} in 'when'")
-    return tuple(when)
+def _strings(item: dict, key: str, at: str) -> tuple:
+    value = item.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise DeviationError(f"{at}: {key!r} must be a list of strings")
+    return tuple(value)
 
 
-def _entry(backend: str, item, where: str) -> Deviation:
+def _entry(backend: str, item, at: str) -> Deviation:
     """One [[deviation]] table, checked: an unknown key (a typo of `when`, say) would silently widen
-    the entry to every record its pattern matches, so it is refused."""
+    the entry to every record of its `where`, so it is refused."""
     if not isinstance(item, dict):
-        raise DeviationError(f"{where}: expected a [[deviation]] table")
-    unknown, missing = set(item) - KEYS, {"id", "clause", "reason"} - set(item)
+        raise DeviationError(f"{at}: expected a [[deviation]] table")
+    if "id" in item:
+        raise DeviationError(f"{at}: 'id' (a pattern over record ids) is gone: entries match by mechanism, "
+                             "'where' (backend-device-mode-dtype) and 'when' (features), with golden ids as 'examples'")
+    unknown, missing = set(item) - KEYS, {"where", "clause", "reason"} - set(item)
     if unknown:
-        raise DeviationError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(KEYS))}")
+        raise DeviationError(f"{at}: unknown key(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(KEYS))}")
     if missing:
-        raise DeviationError(f"{where}: missing {', '.join(sorted(missing))}")
-    for key in ("id", "clause", "reason"):
+        raise DeviationError(f"{at}: missing {', '.join(sorted(missing))}")
+    for key in ("where", "clause", "reason"):
         if not isinstance(item[key], str) or not item[key].strip():
-            raise DeviationError(f"{where}: {key!r} must be a non-empty string")
+            raise DeviationError(f"{at}: {key!r} must be a non-empty string")
+    if "/" in item["where"]:
+        raise DeviationError(f"{at}: 'where' is backend-device-mode-dtype; name golden cases in 'examples'")
     check = item.get("check", ())
     check = (check,) if isinstance(check, str) else check
     if not isinstance(check, (list, tuple)) or any(c not in CHECKS for c in check):
-        raise DeviationError(f"{where}: 'check' must be one of {', '.join(CHECKS)} or a list of them")
+        raise DeviationError(f"{at}: 'check' must be one of {', '.join(CHECKS)} or a list of them")
     if not isinstance(item.get("strict", True), bool):
-        raise DeviationError(f"{where}: 'strict' must be true or false")
+        raise DeviationError(f"{at}: 'strict' must be true or false")
+    when = _strings(item, "when", at)
+    for f in when:
+        name = f.removeprefix("!")
+        if name not in FEATURES and not (name.startswith("invalid:") and name[8:] in spec.ERROR_CLAUSES):
+            raise DeviationError(f"{at}: unknown feature {f!r} in 'when'")
     try:
-        spec.check_clauses([item["clause"]], where)
+        spec.check_clauses([item["clause"]], at)
     except ValueError as e:
         raise DeviationError(str(e)) from None
-    return Deviation(backend, item["id"], tuple(check), item["clause"], item["reason"],
-                     _check_features(item.get("when", []), where), item.get("strict", True))
+    return Deviation(backend, item["where"], tuple(check), item["clause"], item["reason"], when,
+                     item.get("strict", True), _strings(item, "examples", at))
 
 
 class Deviations:
@@ -131,42 +143,30 @@ class Deviations:
         return cls(entries)
 
     def match(self, record: dict, case) -> Deviation | None:
+        """The first entry that lists this record, by its backend, device, mode, dtype, check and
+        the case's features."""
         features = case.features()
-        for entry in self.entries:
-            if entry.backend == record["backend"] and entry.matches(record, features):
-                return entry
-        return None
-
-    def explains(self, record: dict, case) -> bool:
-        """Whether a listed deviation accounts for this failing record: by its id, or for a
-        fuzzed case by its features."""
-        if self.match(record, case):
-            return True
-        features = case.features()
-        return any(e.backend == record["backend"] and e.explains(record, features) for e in self.entries)
+        return next((e for e in self.entries if e.matches(record, features)), None)
 
     def annotate(self, records: list[dict], cases: dict) -> None:
-        """Mark each record the lists expect to deviate: 'deviation' holds the entry's clause and
-        reason. `cases` maps (case id, dtype) to the case."""
+        """Mark each record the lists expect to deviate ('deviation': Deviation.annotation).
+        `cases` maps (case id, dtype) to the case."""
         for r in records:
             entry = self.match(r, cases[r["case"], r["dtype"]])
             if entry:
-                r["deviation"] = {"clause": entry.clause, "reason": entry.reason, "pattern": entry.id,
-                                  "when": list(entry.when), "strict": entry.strict}
+                r["deviation"] = entry.annotation()
 
     def stale(self, records: list[dict], cases: dict) -> list[Deviation]:
-        """Entries that match none of the run's records although the run covered where they
-        apply: their backend-device-mode-dtype part matches a record (a run of some modes or
-        dtypes only says nothing of the others). Meaningful for runs of the whole golden store."""
+        """Entries that explain no failing record although the run covered their `where` (a run of
+        some modes or dtypes says nothing of the others): fixed upstream, or wrongly put. Records
+        without a verdict (a plan) count as failing. Meaningful for runs of the whole golden store."""
         live, covered = set(), set()
         features = {key: case.features() for key, case in cases.items()}
         for r in records:
-            f = features[r["case"], r["dtype"]]
-            prefix = f"{r['backend']}-{r['device']}-{r['mode']}-{r['dtype']}"
+            failing = r.get("verdict", "fail") in FAILING
             for i, e in enumerate(self.entries):
-                if e.backend == r["backend"]:
-                    if i not in covered and fnmatch.fnmatchcase(prefix, e.where()):
-                        covered.add(i)
-                    if i not in live and e.matches(r, f):
-                        live.add(i)
+                if i not in covered and e.covers(r):
+                    covered.add(i)
+                if failing and i not in live and e.matches(r, features[r["case"], r["dtype"]]):
+                    live.add(i)
         return [e for i, e in enumerate(self.entries) if i in covered and i not in live]

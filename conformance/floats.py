@@ -58,18 +58,13 @@ def fmt(dtype: str) -> Format:
 
 
 def numpy_dtype(dtype: str) -> np.dtype:
-    """The NumPy dtype for a format name (bfloat16 through ml_dtypes)."""
-    fmt(dtype)
+    """The NumPy dtype of a name: a format (bfloat16 through ml_dtypes) or any NumPy dtype (int64
+    targets, in the worker's arrays)."""
     if dtype == "bfloat16":
         import ml_dtypes
 
         return np.dtype(ml_dtypes.bfloat16)
     return np.dtype(dtype)
-
-
-def dtype_name(dt) -> str:
-    """Inverse of numpy_dtype: 'float32' for np.float32, 'bfloat16' for ml_dtypes.bfloat16."""
-    return np.dtype(dt).name
 
 
 # --- exact rounding -------------------------------------------------------------------------------

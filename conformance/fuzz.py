@@ -4,8 +4,9 @@ same verdict code as the golden cases.
 Hypothesis draws the cases (shapes down to N = 0 and C = 1, every dtype, p, margins, weights,
 reductions, special values, dyadic values that land on kinks) and shrinks a failing one to a
 minimal case, printed as a case-file entry ready for `cases/regressions.json`. A mismatch that a
-listed deviation of the backend explains (its `when` features, see conformance.deviations) is
-expected, not reported.
+listed deviation of the backend matches (by mechanism: its `when` features, see
+conformance.deviations) is expected, not reported; a pass that a strict entry matches is reported
+like a mismatch: the entry's features are wider than the deviation.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from hypothesis import strategies as st
 from .caseio import Case, default_cotangent
 from .deviations import Deviations
 from .floats import DTYPES, FORMATS, encode, encode_array, round_array
-from .runner import FAILING, Session, plan
+from .record import FAILING, PASS
+from .runner import Session, plan
 
 SPECIALS = (np.nan, np.inf, -np.inf)
 PROGRESS_EVERY = 250
@@ -103,12 +105,13 @@ def fuzz(backend: str, examples: int = 100, seed: int | None = 0, session: Sessi
         bad = []
         for device, mode, _ in plan(desc, [case], devices, modes):
             for r in session.run_case(backend, device, mode, case):
-                if r["verdict"] not in FAILING:
-                    continue
-                if deviations.explains(r, case):
+                entry = deviations.match(r, case)
+                if r["verdict"] in FAILING and entry:
                     stats["explained"] += 1
-                else:
+                elif r["verdict"] in FAILING:
                     bad.append(r)
+                elif r["verdict"] == PASS and entry and entry.strict:
+                    bad.append({**r, "detail": f"passed, but the strict deviation entry {entry.label} lists it"})
         if bad:
             raise Mismatch(case, bad)
 

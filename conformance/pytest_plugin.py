@@ -127,7 +127,9 @@ def pytest_generate_tests(metafunc):
         if chk != check:
             continue
         marks = [_marker(backend), getattr(pytest.mark, check), pytest.mark.xdist_group(backend)]
-        entry = deviations.match({"backend": backend, "id": rid, "check": check}, _cases(config)[key])
+        case = _cases(config)[key]
+        entry = deviations.match({"backend": backend, "device": device, "mode": mode, "dtype": case.dtype,
+                                  "check": check}, case)
         if entry:
             marks.append(pytest.mark.xfail(strict=entry.strict, reason=f"{entry.clause}: {entry.reason}"))
         params.append(pytest.param((backend, device, mode, key), id=rid, marks=marks))
@@ -162,10 +164,12 @@ def mmconf_session(request):
 
 def judge(record: dict) -> None:
     """Turn a record into a test outcome: pass, skip (unsupported) or fail with the details."""
+    from .record import PASS, UNSUPPORTED
+
     verdict = record["verdict"]
-    if verdict == "pass":
+    if verdict == PASS:
         return
-    if verdict == "unsupported":
+    if verdict == UNSUPPORTED:
         pytest.skip(f"unsupported: {record['detail'][:200]}")
     lines = [f"{verdict}: {record.get('detail', '')}", f"clauses: {', '.join(record['clauses'])}"]
     for k in ("expected", "got", "at", "bound", "max_abs_err", "max_ulp", "raised"):

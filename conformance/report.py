@@ -17,8 +17,8 @@ from pathlib import Path
 
 from . import spec
 from .caseio import write_atomic
-from .floats import encode
-from .runner import FAILING
+from .floats import DTYPES, encode
+from .record import FAILING, Tally, unexpected
 
 
 def write_results(doc: dict, path: Path) -> None:
@@ -41,14 +41,6 @@ def row_key(r: dict) -> str:
     return f"{r['backend']}/{r['mode']} ({r['device']})"
 
 
-def unexpected(r: dict) -> bool:
-    return r["verdict"] in FAILING and "deviation" not in r
-
-
-def unexpected_pass(r: dict) -> bool:
-    return r["verdict"] == "pass" and r.get("deviation", {}).get("strict", False)
-
-
 def conforms(doc: dict) -> bool:
     """True when every failing record is a listed deviation."""
     return not any(unexpected(r) for r in doc["records"])
@@ -57,31 +49,27 @@ def conforms(doc: dict) -> bool:
 def summary_lines(doc: dict) -> list[str]:
     lines = []
     for key, recs in _by_row(doc["records"]).items():
-        c = Counter(r["verdict"] for r in recs)
-        known = sum(1 for r in recs if r["verdict"] in FAILING and "deviation" in r)
-        xpass = sum(1 for r in recs if unexpected_pass(r))
-        parts = [f"{c['pass']} pass"]
-        if known:
-            parts.append(f"{known} known deviation")
-        new = sum(1 for r in recs if unexpected(r))
-        if new:
-            parts.append(f"{new} FAIL")
+        t = Tally.of(recs)
+        parts = [f"{t.passed} pass"]
+        if t.known:
+            parts.append(f"{t.known} known deviation")
+        if t.new:
+            parts.append(f"{t.new} FAIL")
         for v in ("unsupported", "crash", "timeout"):
-            if c[v]:
-                parts.append(f"{c[v]} {v}")
-        if xpass:
-            parts.append(f"{xpass} unexpected pass")
+            if getattr(t, v):
+                parts.append(f"{getattr(t, v)} {v}")
+        if t.unexpected_pass:
+            parts.append(f"{t.unexpected_pass} unexpected pass")
         lines.append(f"{key}: " + ", ".join(parts))
     for name, d in doc["backends"].items():
         if "missing" in d:
             lines.append(f"{name}: missing ({d['missing'][:100]})")
     for e in doc.get("stale_deviations", []):
-        checks = ", ".join(e["check"]) or "any check"
-        lines.append(f"stale deviation entry in {e['backend']}.toml: {e['id']} ({checks})")
-    for (backend, pattern, clause), (n, clauses, broad) in sorted(deviation_entries(doc["records"]).items()):
+        lines.append(f"stale deviation entry in {e['backend']}.toml: {_entry_label(e)}")
+    for (backend, label, clause), (n, clauses, broad) in sorted(deviation_entries(doc["records"]).items()):
         if broad:
-            lines.append(f"broad deviation entry in {backend}.toml: {pattern} ({clause}) has no case pattern and "
-                         f"no `when`, and explains {n} failing record(s) of cases about {len(clauses)} clause(s)")
+            lines.append(f"broad deviation entry in {backend}.toml: {label} ({clause}) has no `when`, and "
+                         f"explains {n} failing record(s) of cases about {len(clauses)} clause(s)")
     return lines
 
 
@@ -118,10 +106,6 @@ def merge(docs: list[dict]) -> dict:
     out = {"environments": environments, "backends": backends,
            "records": sorted(records.values(), key=lambda r: (r["id"], r["check"])),
            "stale_deviations": stale_now}
-    for extra in ("bench",):
-        rows = [row for d in docs for row in d.get(extra, [])]
-        if rows:
-            out[extra] = rows
     return out
 
 
@@ -141,12 +125,9 @@ def blocks(doc: dict) -> list:
               "unsupported", "crash", "timeout", "unexpected passes"]
     table = []
     for key, recs in rows.items():
-        c = Counter(r["verdict"] for r in recs)
-        b = recs[0]["backend"]
-        table.append([key, doc["backends"].get(b, {}).get("version", "?"), c["pass"],
-                      sum(1 for r in recs if r["verdict"] in FAILING and "deviation" in r),
-                      sum(1 for r in recs if unexpected(r)), c["unsupported"], c["crash"], c["timeout"],
-                      sum(1 for r in recs if unexpected_pass(r))])
+        t = Tally.of(recs)
+        table.append([key, doc["backends"].get(recs[0]["backend"], {}).get("version", "?"), t.passed, t.known,
+                      t.new, t.unsupported, t.crash, t.timeout, t.unexpected_pass])
     out.append(("table", header, table))
     missing = [f"{n}: {d['missing']}" for n, d in doc["backends"].items() if "missing" in d]
     if missing:
@@ -199,16 +180,17 @@ def blocks(doc: dict) -> list:
     if entries:
         out.append(("h2", "Expected-deviation entries"))
         out.append(("p", "How many failing records each entry explains, and the clauses their cases are "
-                    "about. An entry with no case pattern and no `when` explains every failure of its rows "
+                    "about. An entry matches by where (backend-device-mode-dtype), when (the input features "
+                    "under which it shows) and check; one with no `when` explains every failure of its rows "
                     "(flagged broad)."))
-        out.append(("table", ["backend", "pattern", "clause", "records explained", "clauses of their cases", ""],
-                    [[b, _code(pattern), clause, n, ", ".join(sorted(clauses)), "broad" if broad else ""]
-                     for (b, pattern, clause), (n, clauses, broad) in sorted(entries.items())]))
+        out.append(("table", ["backend", "entry", "clause", "records explained", "clauses of their cases", ""],
+                    [[b, _code(label), clause, n, ", ".join(sorted(clauses)), "broad" if broad else ""]
+                     for (b, label, clause), (n, clauses, broad) in sorted(entries.items())]))
     stale = doc.get("stale_deviations", [])
     if stale:
         out.append(("h2", "Stale expected-deviation entries"))
-        out.append(("table", ["backend", "pattern", "check", "clause"],
-                    [[e["backend"], e["id"], ", ".join(e["check"]) or "any", e["clause"]] for e in stale]))
+        out.append(("table", ["backend", "entry", "clause"],
+                    [[e["backend"], _code(_entry_label(e)), e["clause"]] for e in stale]))
     return out
 
 
@@ -228,16 +210,22 @@ def fmt_capture(breaks) -> str:
 
 
 def deviation_entries(records) -> dict:
-    """(backend, pattern, clause) of each entry that explains a failing record -> (records it
-    explains, the clauses of their cases, whether it is broad: no case pattern and no `when`)."""
+    """(backend, label, clause) of each entry that explains a failing record -> (records it
+    explains, the clauses of their cases, whether it is broad: no `when`)."""
     out: dict = {}
     for r in records:
         d = r.get("deviation")
         if d and r["verdict"] in FAILING:
-            n, clauses, _ = out.get((r["backend"], d["pattern"], d["clause"]), (0, set(), False))
-            broad = "/" not in d["pattern"] and d.get("when") == []  # (files before `when` was recorded: unknown)
-            out[r["backend"], d["pattern"], d["clause"]] = (n + 1, clauses | set(r["clauses"]), broad)
+            key = (r["backend"], _entry_label(d), d["clause"])
+            n, clauses, _ = out.get(key, (0, set(), False))
+            out[key] = (n + 1, clauses | set(r["clauses"]), "where" in d and not d.get("when"))
     return out
+
+
+def _entry_label(d: dict) -> str:
+    """An entry's name in a report: its label, or in results written before entries matched by
+    mechanism, its id pattern."""
+    return d.get("label") or d.get("pattern") or d.get("id", "?")
 
 
 def _blamed_clauses(r: dict) -> list[str]:
@@ -311,7 +299,7 @@ def _capabilities(records) -> list:
         cell.add("unsupported" if r["verdict"] == "unsupported" else "ran")
     cols = sorted({k for d in cap.values() for k in d})
     table = []
-    for dtype in spec_dtypes():
+    for dtype in DTYPES:
         if dtype not in cap:
             continue
         cells = []
@@ -323,10 +311,6 @@ def _capabilities(records) -> list:
             ("p", "✓ runs; ✗ unsupported (a capability gap, not a conformance failure); partly: "
              "some checks unsupported (for instance the backward pass)."),
             ("table", ["dtype", *[f"{k} ({d})" for k, d in cols]], table)]
-
-
-def spec_dtypes():
-    return ("float16", "bfloat16", "float32", "float64")
 
 
 def _kinks(records) -> list:
@@ -630,7 +614,7 @@ def bench_blocks(doc: dict, plot_files=(), gates=()) -> list:
             where += " (this size is chosen as the least of N x 4096 holding 4x the measured LLC)"
         for p in grid.PASSES:
             rows = sorted((r for r in ok if (r["N"], r["C"], r["pass"]) == (n, c, p)),
-                          key=lambda r: (r.get("machine") or "", r["device"], grid.DTYPES.index(r["dtype"]),
+                          key=lambda r: (r.get("machine") or "", r["device"], DTYPES.index(r["dtype"]),
                                          r["median_s"]))
             if not rows:
                 continue

@@ -22,9 +22,9 @@ import numpy as np
 from . import compare, spec
 from .caseio import Case
 from .deviations import Deviations
+from .record import FAILING
 from .worker import Worker, WorkerDied, pack, unpack
 
-FAILING = ("fail", "crash", "timeout")  # the verdicts that break conformance
 CRASH_LIMIT = 8  # crashes in a row, all alike, after which a backend's device and mode get fewer requests
 PROBE = 16  # ... one in this many, until one is answered
 
@@ -305,7 +305,8 @@ def run(backends: list[str], cases: list[Case], devices=None, modes=None, jobs: 
         "environment": environment(),
         "backends": {b: descriptions.get(b, {"missing": "not run"}) for b in backends},
         "records": records,
-        "stale_deviations": [vars(e) for e in deviations.stale(records, by_key)] if whole_store else [],
+        "stale_deviations": [{**vars(e), "label": e.label} for e in deviations.stale(records, by_key)]
+        if whole_store else [],
     }
 
 

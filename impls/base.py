@@ -17,15 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-DTYPES = ("float16", "bfloat16", "float32", "float64")
-
-
-def numpy_dtype(name: str) -> np.dtype:
-    if name == "bfloat16":
-        import ml_dtypes
-
-        return np.dtype(ml_dtypes.bfloat16)
-    return np.dtype(name)
+from conformance.floats import DTYPES, numpy_dtype  # noqa: F401 (the spec's dtype names; no arithmetic)
 
 
 @dataclass

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..floats import numpy_dtype
+
 # (N, C) -> why it is in the grid; the fourth size, beyond the last-level cache, is chosen from the
 # machine's cache (beyond_cache)
 SIZES = {
@@ -19,7 +21,6 @@ BEYOND_CACHE = "beyond the last-level cache"
 BEYOND_C, BEYOND_MIN_N = 4096, 16384
 QUICK_SIZES = [(32, 10), (4096, 1000)]
 PASSES = ("fwd", "fwd+bwd")
-DTYPES = ("float32", "float64", "float16", "bfloat16")
 
 # The call every row times: the loss's defaults, batch-mean reduction.
 CALL = {"p": 1, "margin": 1.0, "weight": None, "reduction": "mean"}
@@ -59,7 +60,7 @@ def row_id(backend: str, device: str, mode: str, dtype: str, n: int, c: int, pas
 
 
 def itemsize(dtype: str) -> int:
-    return 2 if dtype in ("float16", "bfloat16") else np.dtype(dtype).itemsize
+    return numpy_dtype(dtype).itemsize
 
 
 def bytes_moved(n: int, c: int, dtype: str, pass_: str) -> int:
@@ -71,7 +72,7 @@ def bytes_moved(n: int, c: int, dtype: str, pass_: str) -> int:
 def make_call(n: int, c: int, dtype: str, grad: bool, seed: int = 0):
     """The row's inputs: standard-normal scores (about half the margin terms active), uniform
     targets, and the cotangent 1 of the scalar mean."""
-    from impls.base import Call, numpy_dtype
+    from impls.base import Call
 
     rng = np.random.default_rng(seed)
     dt = numpy_dtype(dtype)

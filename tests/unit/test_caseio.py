@@ -81,7 +81,7 @@ def test_malformed_files(tmp_path):
     with pytest.raises(CaseError, match="not valid JSON"):
         load_file(bad_json)
     with pytest.raises(CaseError, match="top level"):
-        load_file(write(tmp_path, []).with_name("x.json") if False else _raw(tmp_path, "[]"))
+        load_file(_raw(tmp_path, "[]"))
     dup = {"id": "a", "x": [[1.0]], "target": [0], "p": 1, "dtype": "float32"}
     with pytest.raises(CaseError, match="duplicate"):
         load_file(write(tmp_path, [dup, dup]))
@@ -137,3 +137,50 @@ def test_features_name_what_the_input_is(x, target, margin, dtype, present, abse
     case = Case(id="t/f", dtype=dtype, x=np.array(x), target=np.array(target), margin=margin, reduction="none")
     features = case.features()
     assert present <= features and not (absent & features), features
+
+
+# --- the published JSON Schema (conformance/case.schema.json) -------------------------------------
+
+SCHEMA = json.loads((__import__("pathlib").Path(__file__).parents[2] / "conformance" / "case.schema.json").read_text())
+
+
+def _validator():
+    import jsonschema
+
+    jsonschema.Draft202012Validator.check_schema(SCHEMA)
+    return jsonschema.Draft202012Validator(SCHEMA)
+
+
+def test_golden_files_follow_the_schema():
+    from conformance.caseio import golden_dir
+
+    v = _validator()
+    files = sorted(p for p in golden_dir().glob("*.json") if p.name != "MANIFEST.json")
+    assert files
+    for path in files:
+        errors = list(v.iter_errors(json.loads(path.read_text())))
+        assert not errors, f"{path.name}: {errors[0].message} at {list(errors[0].absolute_path)}"
+
+
+@pytest.mark.parametrize("bad, where", [
+    ({"id": "a", "dtype": "float32", "x": [[1.0]], "target": [0], "whn": 1}, "additional"),
+    ({"id": "a", "dtype": "float8", "x": [[1.0]], "target": [0]}, "float8"),
+    ({"id": "a", "dtype": "float32", "x": [["one"]], "target": [0]}, "one"),
+    ({"id": "a", "dtype": "float32", "x": [[1.0]]}, "target"),
+])
+def test_schema_refuses_what_caseio_refuses(tmp_path, bad, where):
+    assert list(_validator().iter_errors({"cases": [bad]}))
+    with pytest.raises(CaseError):
+        load_file(write(tmp_path, [bad]))
+
+
+def test_p_as_a_float_and_float_targets(tmp_path):
+    base = {"id": "a", "dtype": "float64", "x": [[1.0, 2.0, 0.5]], "target": [1]}
+    (two,) = load_file(write(tmp_path, [{**base, "p": 2.0}]))
+    assert two.p == 2 and isinstance(two.p, int) and two.error is None  # PyTorch reads p = 2.0 as 2
+    (half,) = load_file(write(tmp_path, [{**base, "p": 1.5}]))
+    assert half.error == "p"  # MML-10.1
+    (labels,) = load_file(write(tmp_path, [{**base, "target": [1.0], "target_dtype": "float64"}]))
+    assert labels.error == "target_dtype" and labels.target.dtype == np.float64  # MML-10.8 with real float labels
+    for entry in ({**base, "p": 2.0}, {**base, "target": [1.0], "target_dtype": "float64"}):
+        assert not list(_validator().iter_errors({"cases": [entry]}))

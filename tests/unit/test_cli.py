@@ -34,6 +34,9 @@ def test_run_own_cases_writes_reference_values(tmp_path):
     assert special["expected"][0] == "nan" and special["got"][0] == "nan"
     assert {x["check"] for x in records} == {"value", "grad", "fd"}  # fd: float64, ours
     assert not (tmp_path / "conformance.md").exists()
+    # --json with --out (in either spelling) writes the report too
+    r = mmconf("run", "--cases", str(cases), "--backends", "numpy", "--json", str(out), f"--out={tmp_path / 'rep'}")
+    assert r.returncode == 0 and (tmp_path / "rep" / "conformance.md").exists(), r.stdout + r.stderr
 
 
 @pytest.mark.parametrize("body, words", [

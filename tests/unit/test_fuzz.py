@@ -14,7 +14,8 @@ def test_fuzz_finds_no_unexplained_mismatch(backend):
     r = fuzz(backend, examples=EXAMPLES.get(backend, 30), seed=0)
     if "missing" in r:
         pytest.skip(f"{backend}: {r['missing']}")
-    assert r["failure"] is None, r["failure"]
+    f = r["failure"]
+    assert f is None, (f["case"], [(x["mode"], x["check"], x["verdict"], x["detail"][:300]) for x in f["records"]])
 
 
 def test_fuzz_catches_a_wrong_kernel():

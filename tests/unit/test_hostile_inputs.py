@@ -115,7 +115,7 @@ def test_files_follow_the_umask(tmp_path):
 
 # --- deviation files ----------------------------------------------------------------------------------
 
-ENTRY = 'id = "numpy-*"\nclause = "MML-7.1"\nreason = "r"\n'
+ENTRY = 'where = "numpy-*"\nclause = "MML-7.1"\nreason = "r"\n'
 
 
 @pytest.mark.parametrize("text, message", [
@@ -227,13 +227,14 @@ def test_an_entry_that_explains_everything_is_counted_and_shown_in_the_summary()
         return {"id": f"numpy-cpu-eager-float32-{case}", "case": case, "family": case.split("/")[0],
                 "backend": "numpy", "device": "cpu", "mode": "eager", "dtype": "float32", "check": "value",
                 "verdict": "fail", "clauses": [clause],
-                "deviation": {"pattern": "numpy-*", "clause": "MML-7.1", "reason": "r", "when": when}}
+                "deviation": {"label": f"numpy-* {when}", "where": "numpy-*", "clause": "MML-7.1", "reason": "r",
+                              "when": when}}
 
     records = [failing("basic/a", "MML-2.1", []), failing("special/b", "MML-7.3", [])]
     summary = report.summary_lines({"records": records, "backends": {}})
-    assert any("broad deviation entry in numpy.toml: numpy-*" in line and "2 failing record(s)" in line
+    assert any("broad deviation entry in numpy.toml: numpy-* []" in line and "2 failing record(s)" in line
                for line in summary), summary
-    assert report.deviation_entries(records)["numpy", "numpy-*", "MML-7.1"] == (2, {"MML-2.1", "MML-7.3"}, True)
+    assert report.deviation_entries(records)["numpy", "numpy-* []", "MML-7.1"] == (2, {"MML-2.1", "MML-7.3"}, True)
     narrow = [failing("basic/a", "MML-2.1", ["z_nan"])]
     assert not any("broad" in line for line in report.summary_lines({"records": narrow, "backends": {}}))
 

@@ -24,7 +24,7 @@ def ref(x, target, p=1, margin=1.0, weight=None, reduction="mean", dtype="float6
 
 def test_seed_example():
     e = ref([0.1, 0.2, 0.4, 0.8], np.int64(3))
-    assert e.value.shape == () and e.value == 0.325 or abs(e.value - 0.325) < 1e-16
+    assert e.value.shape == ()
     # exact: (1 - .8 + .1 + 1 - .8 + .2 + 1 - .8 + .4) / 4 in the float64 values of the inputs
     want = sum(Fraction(1) - Fraction(0.8) + Fraction(v) for v in (0.1, 0.2, 0.4)) / 4
     assert e.value == round_fraction(want, "float64")
