@@ -32,7 +32,7 @@ FEATURES = (*DTYPES, "p1", "p2", "none", "mean", "sum", "x_nan", "x_inf", "weigh
             "margin_nonint", "own_term_inexact", "unbatched", "target_0d", "empty", "one_class", "kink",
             "near_kink", "underflowing_scale", "int32_target", "float32_target", "float64_target", "legacy",
             # mechanisms of vendors' deviations (conformance/deviations/*.toml)
-            "x_0d", "target_2d", "margin_negative", "xy_nan", "xy_inf", "wy_nan", "wy_inf", "margin_f32_inexact",
+            "x_0d", "target_column", "margin_negative", "xy_nan", "xy_inf", "wy_nan", "wy_inf", "margin_f32_inexact",
             "margin_term_f32_inexact")
 TARGET_DTYPES = ("int64", "int32", "float32", "float64")  # floats: the MML-10.8 error cases
 
@@ -136,8 +136,8 @@ class Case:
             add("unbatched")
         if np.ndim(self.target) == 0:
             add("target_0d")
-        if np.ndim(self.target) == 2:
-            add("target_2d")
+        if np.ndim(self.target) == 2 and np.shape(self.target)[1] == 1:
+            add("target_column")  # an (N, 1) target
         if len(shape) == 2 and shape[0] == 0:
             add("empty")
         if shape and shape[-1] == 1:

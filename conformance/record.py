@@ -39,7 +39,7 @@ class Record(TypedDict):
     kink_choice: NotRequired[dict]
     capture: NotRequired[dict]  # graph breaks a compiler met (compiled modes of checked kernels)
     repro: NotRequired[str]  # failing records: the call in the backend's own framework
-    deviation: NotRequired[dict]  # the expected-deviation entry that lists it: clause, reason, pattern, when, strict
+    deviation: NotRequired[dict]  # the deviation entry that lists it (Deviation.annotation)
 
 
 def unexpected(r: Record) -> bool:

@@ -240,8 +240,8 @@ def _findings(records) -> list:
     for r in records:
         if r["verdict"] in FAILING:
             d = r.get("deviation")
-            key = (r["backend"], r["mode"], r["device"],  # entries may share a pattern and a clause
-                   f"{d['pattern']}:{d['reason']}" if d else f"{r['family']}:{r['check']}",
+            key = (r["backend"], r["mode"], r["device"],  # entries may share a label and a clause
+                   f"{_entry_label(d)}:{d['reason']}" if d else f"{r['family']}:{r['check']}",
                    d["clause"] if d else (r["clauses"] or ["no clause"])[0])  # a user's case may name none
             groups[key].append(r)
     out: list = [("h2", "Findings")]

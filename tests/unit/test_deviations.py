@@ -60,7 +60,8 @@ def test_mechanism_features():
     assert "margin_term_f32_inexact" in case(dtype="float64").features()
     assert "margin_term_f32_inexact" not in case(x=np.zeros((2, 4)), dtype="float64").features()
     assert "margin_f32_inexact" in case(margin=0.1).features() and "margin_f32_inexact" not in case().features()
-    assert "target_2d" in case(target=((1,), (2,))).features()
+    assert "target_column" in case(target=((1,), (2,))).with_expectation().features()
+    assert "target_column" not in case(target=((1, 0), (2, 0))).with_expectation().features()
 
 
 def test_entry_validation():

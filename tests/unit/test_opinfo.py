@@ -54,7 +54,7 @@ def test_imported_file_follows_the_schema(imported):
     jsonschema.validate(json.loads(imported.read_text()), schema)
 
 
-def test_imported_cases_run_with_no_new_failure(imported):
+def test_imported_cases_run_with_no_new_failure(imported, tmp_path):
     """Through our NumPy implementation and torch eager: every failure is a listed deviation
     (torch's 0-d input among them, matched by mechanism), and no strict entry passes."""
     from conformance import report
@@ -66,3 +66,5 @@ def test_imported_cases_run_with_no_new_failure(imported):
     assert not [r["id"] for r in doc["records"] if r.get("deviation", {}).get("strict") and r["verdict"] == "pass"]
     zero_d = [r for r in doc["records"] if r["backend"] == "torch" and "x_0d" in r.get("deviation", {}).get("when", [])]
     assert zero_d, "torch's acceptance of a 0-d input is matched by its feature, not a golden id"
+    report.write_report(doc, tmp_path)  # the findings name each entry by its label
+    assert "torch-cpu-eager-* when x_0d [error]" in (tmp_path / "conformance.md").read_text()
