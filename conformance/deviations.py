@@ -53,11 +53,6 @@ class Deviation:
         when = f" when {' & '.join(self.when)}" if self.when else ""
         return f"{self.where}{when} [{', '.join(self.check) or 'any check'}]"
 
-    @property
-    def broad(self) -> bool:
-        """No features: every failure of its backend, device, mode and dtype."""
-        return not self.when
-
     def covers(self, record: dict) -> bool:
         """The record's backend, device, mode and dtype are where the entry applies."""
         prefix = f"{record['backend']}-{record['device']}-{record['mode']}-{record['dtype']}"
