@@ -80,7 +80,8 @@ def cmd_cases(args) -> int:
 
     if args.action == "import":
         if args.source != "torch-opinfo":
-            print(f"mmconf cases import: unknown source {args.source!r}; known: torch-opinfo", file=sys.stderr)
+            print(f"mmconf cases import: {'unknown source ' + repr(args.source) if args.source else 'needs a source'}; "
+                  "known: torch-opinfo", file=sys.stderr)
             return 2
         from cases.torch_opinfo import OP, cases
 
@@ -89,6 +90,9 @@ def cmd_cases(args) -> int:
         except ImportError as e:  # torch, or a module its test inputs need
             print(f"mmconf cases import torch-opinfo: cannot import PyTorch's OpInfo: {e} "
                   "(install the torch extra: pip install -c constraints.txt -e '.[torch]')", file=sys.stderr)
+            return 2
+        except LookupError as e:  # a torch whose OpInfo list lacks the op
+            print(f"mmconf cases import torch-opinfo: {e}", file=sys.stderr)
             return 2
         out = Path(args.out or "torch-opinfo.json")
         write_atomic(out, dumps(imported, {"source": f"{OP} OpInfo of the installed torch (mmconf cases import)"}))

@@ -75,3 +75,10 @@ def test_findings_read_an_infinite_bound_back_from_results_json():
               "bound": "inf"}  # results.json writes infinities as strings
     text = " ".join(str(block[1]) for block in _findings([record]))
     assert "(bound inf)" in text and "NEW FAILURE" in text
+
+
+def test_cases_import_names_a_bad_source():
+    for args, words in ((("import",), "needs a source"), (("import", "foo"), "unknown source 'foo'"),
+                        (("verify", "torch-opinfo"), "takes no source")):
+        r = mmconf("cases", *args)
+        assert r.returncode == 2 and words in r.stderr and "Traceback" not in r.stderr, r.stderr
