@@ -137,17 +137,20 @@ class Deviations:
                 entries.append(_entry(path.stem, item, f"{path} entry #{k}"))
         return cls(entries)
 
-    def match(self, record: dict, case) -> Deviation | None:
+    def match(self, record: dict, features: set) -> Deviation | None:
         """The first entry that lists this record, by its backend, device, mode, dtype, check and
-        the case's features."""
-        features = case.features()
+        its case's features (Case.features, computed once per case by the caller)."""
         return next((e for e in self.entries if e.matches(record, features)), None)
 
     def annotate(self, records: list[dict], cases: dict) -> None:
         """Mark each record the lists expect to deviate ('deviation': Deviation.annotation).
         `cases` maps (case id, dtype) to the case."""
+        features: dict = {}
         for r in records:
-            entry = self.match(r, cases[r["case"], r["dtype"]])
+            key = r["case"], r["dtype"]
+            if key not in features:
+                features[key] = cases[key].features()
+            entry = self.match(r, features[key])
             if entry:
                 r["deviation"] = entry.annotation()
 

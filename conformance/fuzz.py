@@ -103,9 +103,10 @@ def fuzz(backend: str, examples: int = 100, seed: int | None = 0, session: Sessi
         if progress and stats["examples"] % PROGRESS_EVERY == 0:
             progress(stats)
         bad = []
+        features = case.features()
         for device, mode, _ in plan(desc, [case], devices, modes):
             for r in session.run_case(backend, device, mode, case):
-                entry = deviations.match(r, case)
+                entry = deviations.match(r, features)
                 if r["verdict"] in FAILING and entry:
                     stats["explained"] += 1
                 elif r["verdict"] in FAILING:

@@ -123,13 +123,16 @@ def pytest_generate_tests(metafunc):
         if "missing" in desc:
             params.append(pytest.param(None, id=f"{backend}-missing", marks=[
                 _marker(backend), pytest.mark.skip(reason=f"{backend}: {desc['missing']}")]))
+    features: dict = {}
     for backend, device, mode, key, chk, rid in _records(config):
         if chk != check:
             continue
         marks = [_marker(backend), getattr(pytest.mark, check), pytest.mark.xdist_group(backend)]
         case = _cases(config)[key]
+        if key not in features:
+            features[key] = case.features()
         entry = deviations.match({"backend": backend, "device": device, "mode": mode, "dtype": case.dtype,
-                                  "check": check}, case)
+                                  "check": check}, features[key])
         if entry:
             marks.append(pytest.mark.xfail(strict=entry.strict, reason=f"{entry.clause}: {entry.reason}"))
         params.append(pytest.param((backend, device, mode, key), id=rid, marks=marks))

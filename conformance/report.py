@@ -18,7 +18,7 @@ from pathlib import Path
 from . import spec
 from .caseio import write_atomic
 from .floats import DTYPES, encode
-from .record import FAILING, Tally, unexpected
+from .record import FAILING, Tally, known, unexpected
 
 
 def write_results(doc: dict, path: Path) -> None:
@@ -214,8 +214,8 @@ def deviation_entries(records) -> dict:
     explains, the clauses of their cases, whether it is broad: no `when`)."""
     out: dict = {}
     for r in records:
-        d = r.get("deviation")
-        if d and r["verdict"] in FAILING:
+        if known(r):
+            d = r["deviation"]
             key = (r["backend"], _entry_label(d), d["clause"])
             n, clauses, _ = out.get(key, (0, set(), False))
             out[key] = (n + 1, clauses | set(r["clauses"]), "where" in d and not d.get("when"))
@@ -230,7 +230,7 @@ def _entry_label(d: dict) -> str:
 
 def _blamed_clauses(r: dict) -> list[str]:
     """A listed deviation names the clause it breaks; other records speak for all their clauses."""
-    if r["verdict"] in FAILING and "deviation" in r:
+    if known(r):
         return [r["deviation"]["clause"]]
     return r["clauses"]
 
