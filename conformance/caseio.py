@@ -33,7 +33,7 @@ FEATURES = (*DTYPES, "p1", "p2", "none", "mean", "sum", "x_nan", "x_inf", "weigh
             "near_kink", "underflowing_scale", "int32_target", "float32_target", "float64_target", "legacy",
             # mechanisms of vendors' deviations (conformance/deviations/*.toml)
             "x_0d", "target_column", "margin_negative", "xy_nan", "xy_inf", "wy_nan", "wy_inf", "margin_f32_inexact",
-            "margin_term_f32_inexact")
+            "margin_term_f32_inexact", "target_negative")
 TARGET_DTYPES = ("int64", "int32", "float32", "float64")  # floats: the MML-10.8 error cases
 
 
@@ -138,6 +138,9 @@ class Case:
             add("target_0d")
         if np.ndim(self.target) == 2 and np.shape(self.target)[1] == 1:
             add("target_column")  # an (N, 1) target
+        t_all = np.asarray(self.target)
+        if shape and t_all.size and t_all.dtype.kind in "iu" and ((t_all < 0) & (t_all >= -shape[-1])).any():
+            add("target_negative")  # a target in [-C, 0): where negative indexing reads a class
         if len(shape) == 2 and shape[0] == 0:
             add("empty")
         if shape and shape[-1] == 1:

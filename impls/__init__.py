@@ -20,6 +20,7 @@ BUILTIN = {
     "mindspore": "impls.mindspore_backend:MindSporeBackend",
     "jax": "impls.jax_backend:JaxBackend",
     "tensorflow": "impls.tf_backend:TensorFlowBackend",
+    "onnxruntime": "impls.onnxruntime_backend:OnnxRuntimeBackend",
 }
 
 
