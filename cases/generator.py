@@ -304,6 +304,43 @@ def invalid(f: Family):
         bad("float-target", "target_dtype", "MML-10.8", target_dtype="float32")
 
 
+@family([], "Real upstream bugs of this op, each with the reporter's input: the id in its doc, run on every device.")
+def upstream(f: Family):
+    # pytorch/pytorch #88648, #88724, #19229: out-of-range targets were not checked on CUDA (a
+    # loss came back, or an out-of-bounds read); every device must raise
+    x35 = f.uniform((3, 5))
+    for dtype in ("float32", "float64"):
+        f.add("torch-88648-target-equals-C", dtype=dtype, x=x35, target=[1, 0, 5], error="target_range",
+              clauses=["MML-10.2"], doc="pytorch/pytorch#88648: input (3, 5), target [1, 0, 5]; CUDA returned "
+              "a loss (fixed by PR #89008's kernel assert)")
+        f.add("torch-88724-target-minus-one", dtype=dtype, x=x35, target=[-1, -1, -1], error="target_range",
+              clauses=["MML-10.2"], doc="pytorch/pytorch#88724: input (3, 5), targets -1; an out-of-bounds "
+              "read on CUDA under compute-sanitizer")
+        f.add("torch-19229-one-class", dtype=dtype, x=f.uniform((3, 1)), target=[0, 4, 2], error="target_range",
+              clauses=["MML-10.2"], doc="pytorch/pytorch#19229: input (3, 1), targets up to 4; CPU raised, "
+              "CUDA did not")
+    # pytorch/pytorch #146790: a segfault in multi_margin_loss_backward with an empty grad_output
+    for dtype in ("float32", "float64"):
+        for reduction in ("none", "mean", "sum"):
+            f.add(f"torch-146790-empty-backward-{reduction}", dtype=dtype, x=np.zeros((0, 4)),
+                  target=np.zeros(0, dtype=np.int64), reduction=reduction, clauses=["MML-6.3", "MML-8.1"],
+                  doc="pytorch/pytorch#146790: the backward of an empty batch (an empty grad_output) "
+                  "segfaulted; the gradient is an empty (0, 4) array")
+    # pytorch/pytorch PR #104578: the decomposition's gradient was wrong with a weight
+    x45, t4, w5 = f.uniform((4, 5)), f.targets(4, 5), f.uniform(5, 0.25, 2.0)
+    for p in (1, 2):
+        for reduction in ("none", "mean", "sum"):
+            f.add(f"torch-104578-weighted-grad-p{p}-{reduction}", dtype="float64", x=x45, target=t4, weight=w5,
+                  p=p, reduction=reduction, clauses=["MML-5.1", "MML-8.1"],
+                  doc="pytorch/pytorch PR #104578: torch/_decomp's multi_margin_loss gradient with a weight")
+    # PaddlePaddle PR #73739: the weight was applied inside the power (the seed page's reading)
+    x52, t5, w2 = f.uniform((5, 2)), f.targets(5, 2), f.uniform(2, 0.25, 2.0)
+    for p in (1, 2):
+        f.add(f"paddle-73739-weight-p{p}-mean", dtype="float64", x=x52, target=t5, weight=w2, p=p,
+              clauses=["MML-5.1", "MML-11.1"], doc="PaddlePaddle PR #73739: float64 input (5, 2), weight (2,), "
+              "mean; p = 1 as reported, p = 2 where inside and after the power differ")
+
+
 @family([], "Cases that fuzzing found (cases/regressions.json, in the bring-your-own format).")
 def regressions(f: Family):
     from conformance.caseio import load_file
