@@ -190,8 +190,28 @@ def cmd_run(args) -> int:
         report.write_report(doc, out_dir)
     summary = report.summary_lines(doc)
     print("\n".join(summary))
+    if args.timings:
+        print("\n" + "\n".join(report.timing_lines(doc)))
     print(f"results: {json_path}" + (f"; report: {out_dir / 'conformance.md'}" if wrote_report else ""))
     return 0 if report.conforms(doc) else 1
+
+
+def cmd_cache(args) -> int:
+    """Where the compilation caches are and what they hold, or clear them."""
+    from . import cache
+
+    where = cache.root()
+    if where is None:
+        print(f"caching is off (MMCONF_CACHE_DIR={cache.OFF})")
+        return 0
+    if args.action == "clear":
+        cache.clear()
+        print(f"cleared {where}")
+        return 0
+    print(f"{where} (this CPU's part: {cache.host()})")
+    _print_table(["part", "files", "MiB", "what"], [[name, files, f"{size / 2**20:.1f}", cache.SUBDIRS[name]]
+                                                   for name, files, size in cache.usage()])
+    return 0
 
 
 def cmd_check(args) -> int:
@@ -519,11 +539,19 @@ def main(argv=None) -> int:
     p.add_argument("--modes", help="comma-separated modes (default: every mode of each backend)")
     p.add_argument("--json", help="where to write the results JSON (default: OUT/results.json)")
     p.add_argument("--out", help="report directory (default: reports/latest)")
-    p.add_argument("--jobs", type=int, help="backends run at once (default: the number of CPUs)")
+    p.add_argument("--jobs", type=int, help="lanes (a backend's mode, each in its own worker process) run at "
+                   "once (default: the number of CPUs)")
     p.add_argument("--timeout", type=float, default=120.0, help="seconds a case may take (default 120)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run from its journal "
                    "(RESULTS.partial.jsonl beside the results file) instead of starting over")
+    p.add_argument("--timings", action="store_true", help="print where the run's time went, per backend, "
+                   "device and mode (results.json records it always)")
     p.set_defaults(fn=cmd_run)
+
+    p = sub.add_parser("cache", help="the frameworks' compilation caches mmconf keeps (MMCONF_CACHE_DIR): "
+                       "show them, or clear them")
+    p.add_argument("action", nargs="?", choices=["show", "clear"], default="show")
+    p.set_defaults(fn=cmd_cache)
 
     p = sub.add_parser("check", help="check your own kernel (MODULE:CALLABLE) against every golden case")
     p.add_argument("callable", metavar="MODULE:CALLABLE")

@@ -2,8 +2,9 @@
 `test_value[torch-cpu-eager-float32-basic/2x3-p1-none]`.
 
 Markers: one per backend (`-m torch`) and one per check (`-m grad`); `-k` selects on the id.
-Each backend runs in its own worker process, under pytest-xdist too (every backend's tests form
-one xdist group, so a framework is loaded once per run). Expected deviations are strict xfails;
+Each backend's mode runs in its own worker process, as `mmconf run` does, under pytest-xdist too
+(each mode's tests form one xdist group, so a framework is loaded once per mode), with mmconf's
+compilation caches. Expected deviations are strict xfails;
 entries that match no collected test are reported as stale at the end.
 
 Options: --mmconf-backends a,b (default: all registered), --mmconf-cases FILE (repeatable: more
@@ -124,10 +125,16 @@ def pytest_generate_tests(metafunc):
             params.append(pytest.param(None, id=f"{backend}-missing", marks=[
                 _marker(backend), pytest.mark.skip(reason=f"{backend}: {desc['missing']}")]))
     features: dict = {}
-    for backend, device, mode, key, chk, rid in _records(config):
+    # xdist hands out groups in the order they first appear: the longest lanes first
+    from .runner import longest_first
+
+    descriptions = _descriptions(config)
+    order = {lane: k for k, lane in enumerate(longest_first(
+        [(b, m) for b, d in descriptions.items() if "missing" not in d for m in d["modes"]], descriptions))}
+    for backend, device, mode, key, chk, rid in sorted(_records(config), key=lambda r: order[r[0], r[2]]):
         if chk != check:
             continue
-        marks = [_marker(backend), getattr(pytest.mark, check), pytest.mark.xdist_group(backend)]
+        marks = [_marker(backend), getattr(pytest.mark, check), pytest.mark.xdist_group(f"{backend}-{mode}")]
         case = _cases(config)[key]
         if key not in features:
             features[key] = case.features()

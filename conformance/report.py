@@ -73,6 +73,33 @@ def summary_lines(doc: dict) -> list[str]:
     return lines
 
 
+def timing_table(doc: dict):
+    """(header, rows, note) of where a run's seconds went, one row per backend, device and mode,
+    the longest first; None for a document without timings (a resumed run, a merged report)."""
+    from .runner import Timings
+
+    t = doc.get("timings")
+    if not t:
+        return None
+    parts = list(Timings.PARTS)
+    rows = [[r["backend"], r["device"], r["mode"], r["cases"], *(f"{r[p]:.1f}" for p in parts),
+             f"{sum(r[p] for p in parts):.1f}"] for r in sorted(t["rows"], key=lambda r: -sum(r[p] for p in parts))]
+    note = (f"Seconds, summed over each row's requests; the run took {t['wall_s']:.0f} s of wall time with "
+            f"{t['jobs']} lane(s) at once. " + "; ".join(f"{p}: {what}" for p, what in Timings.PARTS.items()) + ".")
+    return ["backend", "device", "mode", "cases", *parts, "total"], rows, note
+
+
+def timing_lines(doc: dict) -> list[str]:
+    """timing_table as text (mmconf run --timings)."""
+    table = timing_table(doc)
+    if table is None:
+        return ["no timings recorded (a resumed run, or results from an older mmconf)"]
+    header, rows, note = table
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
+    return ["  ".join(str(x).ljust(w) for x, w in zip(row, widths)).rstrip()
+            for row in [header, ["-" * w for w in widths], *rows]] + [note]
+
+
 def _by_row(records) -> dict[str, list]:
     out: dict[str, list] = defaultdict(list)
     for r in records:
@@ -171,6 +198,11 @@ def blocks(doc: dict) -> list:
     versions = [[n, d.get("version", "-"), ", ".join(d.get("devices", [])), d.get("threads") or "",
                  d.get("description", d.get("missing", ""))] for n, d in doc["backends"].items()]
     out.append(("table", ["backend", "version", "devices", "threads", "what it runs"], versions))
+    timings = timing_table(doc)
+    if timings:
+        out.append(("h2", "Where the run's time went"))
+        out.append(("p", timings[2]))
+        out.append(("table", timings[0], timings[1]))
     capture = captures(records)
     if capture:
         out.append(("h2", "Capture under a compiler"))

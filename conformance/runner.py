@@ -14,12 +14,13 @@ import platform
 import sys
 import tempfile
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
-from . import compare, spec
+from . import cache, compare, spec
 from .caseio import Case
 from .deviations import Deviations
 from .record import FAILING
@@ -81,29 +82,42 @@ class Session:
     def __init__(self, timeout: float = 120.0, log_dir: Path | None = None):
         # one private directory for the workers' logs, never a fixed name in a shared one
         self.timeout, self.log_dir = timeout, log_dir or Path(tempfile.mkdtemp(prefix="mmconf-logs-"))
+        self.env = cache.worker_env()
         self._workers: dict[str, Worker] = {}
         self._locks: dict[str, threading.Lock] = {}
         self._descriptions: dict[str, dict] = {}
         self._adapters: dict = {}
         self._crashes: dict[tuple, tuple[str, int]] = {}  # (backend, device, mode) -> how, crashes in a row
         self._guard = threading.Lock()
+        self.timings = Timings()
 
-    def worker(self, backend: str) -> tuple[Worker, threading.Lock]:
+    def worker(self, backend: str, mode: str | None = None) -> tuple[Worker, threading.Lock]:
+        """The worker of a backend's mode (its lane; modes run in parallel), or with no mode the
+        one that describes the backend, which then serves the first mode asked for."""
+        key = (backend, mode)
         with self._guard:
-            if backend not in self._workers:
-                self._workers[backend] = Worker(backend, timeout=self.timeout, log_dir=self.log_dir)
-                self._locks[backend] = threading.Lock()
-            return self._workers[backend], self._locks[backend]
+            if key not in self._workers:
+                spare = (backend, None)
+                if mode is not None and spare in self._workers:
+                    self._workers[key], self._locks[key] = self._workers.pop(spare), self._locks.pop(spare)
+                else:
+                    log_dir = self.log_dir if mode is None else self.log_dir / mode
+                    self._workers[key] = Worker(backend, timeout=self.timeout, log_dir=log_dir, env=self.env)
+                    self._locks[key] = threading.Lock()
+            return self._workers[key], self._locks[key]
 
     def describe(self, backend: str) -> dict:
         """The backend's self-description, or {'missing': reason} when it cannot be loaded."""
         if backend not in self._descriptions:
             w, lock = self.worker(backend)
             with lock:
+                start_s = w.start_seconds
                 try:
                     d = w.request({"op": "describe"})
                 except WorkerDied as e:
                     d = {"missing": f"worker {e.kind} while loading: {e.detail}"}
+                d.pop("worker_s", None)
+                self.timings.add((backend, None, None), "start", w.start_seconds - start_s)
             self._descriptions[backend] = d
         return self._descriptions[backend]
 
@@ -113,7 +127,7 @@ class Session:
         only every PROBE-th request is sent until one gets an answer: each crash costs a worker
         restart and a fresh framework import, seconds, for the same answer. The others are
         recorded as crashes, saying they were not run."""
-        w, lock = self.worker(backend)
+        w, lock = self.worker(backend, req.get("mode"))
         where = (backend, req.get("device"), req.get("mode"))
         with lock:
             how, count = self._crashes.get(where, ("", 0))
@@ -121,10 +135,13 @@ class Session:
                 self._crashes[where] = (how, count + 1)
                 return {"died": "crash", "detail": f"not run: the worker crashed on {CRASH_LIMIT} requests in a "
                         f"row here, every time the same way ({how}); one request in {PROBE} is still sent"}
+            started, start_s = time.perf_counter(), w.start_seconds
             try:
                 reply = w.request(req)
             except WorkerDied as e:
                 reply = {"died": e.kind, "detail": e.detail}
+            self.timings.add_request(where, time.perf_counter() - started, w.start_seconds - start_s,
+                                     reply.pop("seconds", {}), reply.pop("worker_s", None))
             if reply.get("died") == "crash":
                 first = reply["detail"].split(";")[0]  # how it died, without the stderr tail
                 self._crashes[where] = (first, count + 1 if first == how else 1)
@@ -136,9 +153,12 @@ class Session:
         """Every check of one case on one backend/device/mode, as records; failing records carry
         a repro in the backend's own framework."""
         records = self._run_case(backend, device, mode, case)
+        started = time.perf_counter()
         for r in records:
             if r["verdict"] in FAILING:
                 r["repro"] = self.repro(backend, device, mode, case, r["check"])
+        self.timings.add((backend, device, mode), "repro", time.perf_counter() - started)
+        self.timings.add((backend, device, mode), "cases", 1)
         return records
 
     def repro(self, backend: str, device: str, mode: str, case: Case, check: str) -> str:
@@ -164,20 +184,27 @@ class Session:
         def rec(check: str, **fields) -> dict:
             return {**base, "check": check, "clauses": clauses_for(case, check), **fields}
 
+        def verdict(reply: dict, judge, expect_raise: bool = False) -> dict:
+            started = time.perf_counter()
+            try:
+                return _verdict_or(reply, judge, expect_raise)
+            finally:
+                self.timings.add((backend, device, mode), "judge", time.perf_counter() - started)
+
         if case.dtype not in desc["dtypes"].get(device, []):
             return [rec(c, verdict="unsupported", detail=f"{case.dtype} on {device} is not supported "
                         "(declared by the adapter)") for c in checks_of(case, desc["ours"])]
         if case.error:
             reply = self.ask(backend, request_for(case, device, mode, grad=False))
             judge = lambda: compare.judge_error(case, reply, traced=mode in desc["traced_modes"])  # noqa: E731
-            return [rec("error", **_verdict_or(reply, judge, expect_raise=True))]
+            return [rec("error", **verdict(reply, judge, expect_raise=True))]
         reply = self.ask(backend, request_for(case, device, mode, grad=True))
         forward = reply
         if "raised" in reply or "died" in reply:
             # the backward pass may be what failed, crashed or is missing: judge the forward alone
             forward = self.ask(backend, request_for(case, device, mode, grad=False))
-        value = _verdict_or(forward, lambda: compare.judge_value(case, unpack(forward["value"])))
-        grad = _verdict_or(reply, lambda: compare.judge_grad(case, unpack(reply["grad"])))
+        value = verdict(forward, lambda: compare.judge_value(case, unpack(forward["value"])))
+        grad = verdict(reply, lambda: compare.judge_grad(case, unpack(reply["grad"])))
         records = [rec("value", **value), rec("grad", **grad)]
         capture = reply.get("capture", forward.get("capture"))
         if capture is not None:  # the graph breaks the compiler met so far
@@ -186,12 +213,65 @@ class Session:
         if "fd" in checks_of(case, desc["ours"]):
             steps = compare.fd_steps(case)
             fd = self.ask(backend, {**request_for(case, device, mode, grad=True), "op": "fd", "steps": pack(steps)})
-            records.append(rec("fd", **_verdict_or(fd, lambda: compare.judge_fd(case, unpack(fd["fd"]), steps))))
+            records.append(rec("fd", **verdict(fd, lambda: compare.judge_fd(case, unpack(fd["fd"]), steps))))
         return records
 
-    def close(self) -> None:
-        for w in self._workers.values():
-            w.close()
+    def close(self, backend: str | None = None, mode: str | None = None) -> None:
+        """Close every worker, or the one of a backend's mode."""
+        for (b, m), w in list(self._workers.items()):
+            if backend is None or (b, m) == (backend, mode):
+                w.close()
+
+
+class Timings:
+    """Where a run's seconds went, per (backend, device, mode) and part (PARTS), summed over its
+    requests; a backend's load before it had a device and mode is (backend, None, None)."""
+
+    PARTS = {
+        "start": "starting worker processes and importing the framework",
+        "first_call": "calls of a configuration (shapes, dtypes, options) new to the worker: tracing "
+                      "and compiling, where the framework does either",
+        "call": "calls of a configuration the worker had run before",
+        "fd": "finite differences (many calls)",
+        "pipe": "the rest of each request's round trip: arrays packed, sent and unpacked",
+        "judge": "judging the results against the reference",
+        "repro": "writing repros of failures",
+    }
+
+    def __init__(self):
+        self.seconds: dict[tuple, dict[str, float]] = {}
+        self._lock = threading.Lock()
+
+    def add(self, where: tuple, part: str, amount: float) -> None:
+        with self._lock:
+            row = self.seconds.setdefault(where, {})
+            row[part] = row.get(part, 0.0) + amount
+
+    def add_request(self, where: tuple, round_trip: float, start: float, parts: dict, worker_s) -> None:
+        for part, amount in parts.items():
+            self.add(where, part, amount)
+        self.add(where, "start", start)
+        # the worker's own clock, where it answered, leaves the pipe's share
+        inside = worker_s if worker_s is not None else sum(parts.values())
+        self.add(where, "pipe", max(0.0, round_trip - start - inside) + max(0.0, inside - sum(parts.values())))
+
+    def table(self) -> list[dict]:
+        """One row per (backend, device, mode), a backend's load folded into its first mode's row."""
+        rows: dict[tuple, dict] = {}
+        loads = {w[0]: s for w, s in self.seconds.items() if w[1] is None}
+        for where, parts in sorted((w, s) for w, s in self.seconds.items() if w[1] is not None):
+            row = {"backend": where[0], "device": where[1], "mode": where[2], **{p: 0.0 for p in self.PARTS},
+                   "cases": 0}
+            for part, amount in parts.items():
+                row[part] += amount
+            if where[0] in loads:
+                row["start"] += loads.pop(where[0]).get("start", 0.0)
+            rows[where] = row
+        for backend, parts in loads.items():  # a backend that never ran a case
+            rows[(backend, "", "")] = {"backend": backend, "device": "", "mode": "", "cases": 0,
+                                       **{p: parts.get(p, 0.0) for p in self.PARTS}}
+        return [{**{k: round(v, 3) if k in self.PARTS else v for k, v in r.items()}, "cases": int(r["cases"])}
+                for r in rows.values()]
 
 
 def _verdict_or(reply: dict, judge, expect_raise: bool = False) -> dict:
@@ -252,7 +332,7 @@ def run(backends: list[str], cases: list[Case], devices=None, modes=None, jobs: 
     golden cases.
     """
     deviations = Deviations.load()  # a broken deviation file stops the run before it starts
-    jobs = jobs or min(len(backends), os.cpu_count() or 1) or 1
+    jobs = jobs or os.cpu_count() or 1
     records: list[dict] = []
     sink = None
     if journal:
@@ -268,16 +348,15 @@ def run(backends: list[str], cases: list[Case], devices=None, modes=None, jobs: 
             _write_task(sink, task)
             records.extend(task)
     done = {_task_key(r) for r in records}
+    started = time.perf_counter()
     session = Session(timeout=timeout, log_dir=log_dir)
-    descriptions: dict[str, dict] = {}
     lock = threading.Lock()
+    lane_seconds: dict[str, float] = {}
+    descriptions: dict[str, dict] = {}
 
-    def one_backend(backend: str) -> None:
-        desc = session.describe(backend)
-        descriptions[backend] = desc
-        if "missing" in desc:
-            return
-        work = plan(desc, cases, devices, modes)
+    def one_lane(backend: str, mode: str) -> None:
+        lane_started = time.perf_counter()
+        work = plan(session.describe(backend), cases, devices, [mode])
         for k, (device, mode, case) in enumerate(work):
             if (backend, device, mode, case.dtype, case.id) not in done:
                 out = session.run_case(backend, device, mode, case)
@@ -287,27 +366,44 @@ def run(backends: list[str], cases: list[Case], devices=None, modes=None, jobs: 
                         _write_task(sink, out)
             if progress:
                 with lock:
-                    progress(backend, k + 1, len(work))
-        session.worker(backend)[0].close()
+                    progress(f"{backend}/{mode}", k + 1, len(work))
+        session.close(backend, mode)
+        lane_seconds[f"{backend}/{mode}"] = time.perf_counter() - lane_started
 
     try:
         with ThreadPoolExecutor(max_workers=jobs) as pool:
-            for f in [pool.submit(one_backend, b) for b in backends]:
+            descriptions = dict(zip(backends, pool.map(session.describe, backends)))
+            lanes = longest_first([(b, m) for b, d in descriptions.items() if "missing" not in d
+                                   for m in d["modes"] if not modes or m in modes], descriptions)
+            for f in [pool.submit(one_lane, b, m) for b, m in lanes]:
                 f.result()
     finally:
         session.close()
         if sink:
             sink.close()
+    if whole_store:  # a selection's durations would misorder the next whole run
+        cache.save_lane_seconds(lane_seconds)
     records.sort(key=lambda r: (r["backend"], r["device"], r["mode"], r["dtype"], r["case"], r["check"]))
     by_key = {(c.id, c.dtype): c for c in cases}
     deviations.annotate(records, by_key)
     return {
         "environment": environment(),
         "backends": {b: descriptions.get(b, {"missing": "not run"}) for b in backends},
+        "timings": {"wall_s": round(time.perf_counter() - started, 3), "jobs": jobs,
+                    "rows": session.timings.table()},
         "records": records,
         "stale_deviations": [{**vars(e), "label": e.label} for e in deviations.stale(records, by_key)]
         if whole_store else [],
     }
+
+
+def longest_first(lanes: list[tuple[str, str]], descriptions: dict) -> list[tuple[str, str]]:
+    """(backend, mode) lanes, each run in a worker of its own, the longest first so that none is
+    left to run alone at the end: by the last run's durations, and before any are known, the
+    traced modes (which compile every case)."""
+    last = cache.lane_seconds()
+    return sorted(lanes, key=lambda lane: ("/".join(lane) in last, -last.get("/".join(lane), 0.0),
+                                           lane[1] not in descriptions[lane[0]]["traced_modes"]))
 
 
 def _task_key(r: dict) -> tuple:

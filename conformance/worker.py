@@ -77,6 +77,12 @@ def _handle(backend, req: dict) -> dict:
         return {"protocol_error": f"unknown op {op!r}"}
     call = call_from_request(req)
     before = {k: v.tobytes() for k, v in call.arrays().items()}
+    # a call of a configuration this worker has not run before pays for tracing and compiling
+    # where the framework does either: --timings reports those calls apart
+    signature = (req["device"], req["mode"], req["grad"], call.trace_key())
+    first = signature not in _seen
+    _seen.add(signature)
+    start = time.perf_counter()
     try:
         out = backend.run(call, req["device"], req["mode"], req["grad"])
         reply = {"value": pack(_as_array(out.value, "value"))}
@@ -87,19 +93,27 @@ def _handle(backend, req: dict) -> dict:
     except Exception as exc:  # the backend's exception is data (MML-10), never the worker's death
         reply = {"raised": _exception(exc),
                  "unsupported": backend.unsupported(exc, call, req["device"], req["mode"])}
+    reply["seconds"] = {"first_call" if first else "call": time.perf_counter() - start}
     mutated = [k for k, v in call.arrays().items() if v.tobytes() != before[k]]
     if mutated:
         reply["mutated"] = mutated  # MML-1.7
     return reply
 
 
+_seen: set = set()
+
+
 def _finite_differences(backend, req: dict) -> dict:
     """Central differences of <cotangent, loss(x)> along every input element with a nonzero step."""
     call = call_from_request(req)
     steps = unpack(req["steps"])
+    start = time.perf_counter()
     cot = call.cotangent.astype(np.float64)
     x64 = call.x.astype(np.float64)
     out = np.full(x64.shape, np.nan)
+    # a traced mode's value comes from the function the gradient check compiled: asking for the
+    # value alone would compile another for every case
+    grad = req["mode"] in backend.traced_modes
     try:
         for idx in zip(*np.nonzero(steps)):
             sides = []
@@ -107,12 +121,12 @@ def _finite_differences(backend, req: dict) -> dict:
                 x = x64.copy()
                 x[idx] += sign * steps[idx]
                 value = backend.run(dataclasses.replace(call, x=x.astype(call.x.dtype)), req["device"],
-                                    req["mode"], False).value
+                                    req["mode"], grad).value
                 sides.append(float(np.sum(cot * np.asarray(value, dtype=np.float64))))
             out[idx] = (sides[0] - sides[1]) / (2 * steps[idx])
     except Exception as exc:
         return {"raised": _exception(exc), "unsupported": None}
-    return {"fd": pack(out)}
+    return {"fd": pack(out), "seconds": {"fd": time.perf_counter() - start}}
 
 
 class BadOutput(TypeError):
@@ -194,11 +208,13 @@ def serve(spec: str, handle=None, max_rss: float | None = MAX_RSS_MIB,
     for line in sys.stdin:
         if backend is None:
             break
+        start = time.perf_counter()
         req = json.loads(line)
         try:
             reply = handle(backend, req)
         except Exception as exc:
             reply = {"protocol_error": "".join(traceback.format_exception(exc))[-2000:]}
+        reply["worker_s"] = time.perf_counter() - start  # the rest of a round trip is the pipe's
         rss = resident_mib()
         if max_rss is not None and rss is not None and rss > max_rss:
             reply["retire"] = f"{rss:.0f} MiB resident, above {max_rss} MiB"
@@ -229,6 +245,7 @@ class Worker:
         self.missing: str | None = None
         self._chunks: list[bytes] = []  # what was read after the last complete reply
         self.restarts = self.retirements = 0
+        self.start_seconds = 0.0  # spent starting the process and loading the framework, all starts
 
     @property
     def log_path(self) -> Path:
@@ -245,7 +262,11 @@ class Worker:
         )
         log.close()
         self._chunks = []
-        hello = self._read(self.start_timeout)
+        started = time.perf_counter()
+        try:
+            hello = self._read(self.start_timeout)
+        finally:
+            self.start_seconds += time.perf_counter() - started
         self.missing = hello.get("missing")
 
     def request(self, req: dict, timeout: float | None = None) -> dict:

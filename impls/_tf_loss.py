@@ -44,6 +44,9 @@ _FORMATS = {
 }
 
 
+# Library code, like TensorFlow's own: AutoGraph has nothing to convert here (no Python branch or
+# loop depends on a tensor), and converting it made every tf.function trace a third slower.
+@tf.autograph.experimental.do_not_convert
 def multi_margin_loss(input, target, p=1, margin=1.0, weight=None, size_average=None, reduce=None,
                       reduction="mean"):
     """The multi-class margin loss of SPEC.md, with F.multi_margin_loss's signature.

@@ -1,0 +1,84 @@
+"""What makes a run fast changes no record: lanes run one at a time on a cold cache and lanes run
+in parallel on the warm cache give the same records."""
+
+import importlib.util
+import json
+import re
+
+import pytest
+
+from conformance import cache, runner
+from conformance.caseio import load_golden
+
+# a case with values and gradients (finite differences too, for our own) and an error case: each
+# new configuration costs a compile, seconds to tens of seconds cold
+PICK = ("float64-basic/4x5-p2-none", "float64-invalid/target-")
+
+
+def same(records) -> str:
+    """Records as text, with what differs between any two runs masked: the paths of generated code
+    (Inductor's messages name the file its cache directory holds) and objects' addresses."""
+    text = re.sub(r"/[^\s,:\"]+\.(cpp|py)\b", "<generated code>", json.dumps(records, sort_keys=True))
+    return re.sub(r"0x[0-9a-f]{8,}", "<address>", text)
+
+
+def some_cases():
+    picked, seen = [], set()
+    for c in load_golden():
+        for k in PICK:
+            if k in f"{c.dtype}-{c.id}" and k not in seen:
+                picked.append(c)
+                seen.add(k)
+    return picked
+
+
+@pytest.mark.parametrize("backend, mode, cached", [
+    ("jax", "jit", "jax"), ("torch", "compile", "inductor"), ("onnxruntime", "export", "onnx")])
+def test_lanes_and_caches_change_no_record(tmp_path, monkeypatch, backend, mode, cached):
+    if importlib.util.find_spec(backend) is None:
+        pytest.skip(f"{backend} is not installed")
+    cases = some_cases()
+    monkeypatch.setenv("MMCONF_CACHE_DIR", str(tmp_path))
+    # one lane at a time, compiling everything (a cold cache is no cache: each entry is written
+    # after its compile), then two lanes at once, each compile a cache hit
+    serial_cold = runner.run([backend, "numpy"], cases, modes=[mode, "eager"], jobs=1, whole_store=False)
+    files = [p for p in tmp_path.glob(f"cpu-*/{cached}/**/*") if p.is_file()]
+    assert files, f"nothing was cached in {cached}/"
+    parallel_warm = runner.run([backend, "numpy"], cases, modes=[mode, "eager"], jobs=2, whole_store=False)
+    assert serial_cold["records"], "no records"
+    assert same(parallel_warm["records"]) == same(serial_cold["records"])
+
+
+def test_lanes_run_longest_first(tmp_path, monkeypatch):
+    monkeypatch.setenv("MMCONF_CACHE_DIR", str(tmp_path))
+    descriptions = {"jax": {"traced_modes": ["jit"]}, "numpy": {"traced_modes": []}}
+    lanes = [("numpy", "eager"), ("jax", "eager"), ("jax", "jit")]
+    assert runner.longest_first(lanes, descriptions) == [("jax", "jit"), ("numpy", "eager"), ("jax", "eager")]
+    cache.save_lane_seconds({"jax/jit": 10.0, "jax/eager": 20.0, "numpy/eager": 1.0})
+    assert runner.longest_first(lanes, descriptions) == [("jax", "eager"), ("jax", "jit"), ("numpy", "eager")]
+
+
+def test_timings_account_for_every_lane(monkeypatch):
+    monkeypatch.setenv("MMCONF_CACHE_DIR", cache.OFF)
+    doc = runner.run(["numpy"], some_cases(), jobs=1, whole_store=False)
+    (row,) = doc["timings"]["rows"]
+    assert (row["backend"], row["mode"], row["cases"]) == ("numpy", "eager", len(some_cases()))
+    assert set(runner.Timings.PARTS) <= set(row) and row["start"] > 0  # numpy's calls round to 0 ms
+    assert doc["timings"]["wall_s"] >= sum(row[p] for p in runner.Timings.PARTS) > 0
+
+
+def test_cache_is_private_and_keyed_by_cpu(tmp_path, monkeypatch):
+    monkeypatch.setenv("MMCONF_CACHE_DIR", str(tmp_path / "c"))
+    env = cache.worker_env({})
+    where = tmp_path / "c" / cache.host()
+    assert env["JAX_COMPILATION_CACHE_DIR"] == str(where / "jax")
+    assert env["MMCONF_ONNX_CACHE"] == str(where / "onnx")
+    assert (where.stat().st_mode & 0o077) == 0
+    assert cache.worker_env({"JAX_COMPILATION_CACHE_DIR": "/mine"})["JAX_COMPILATION_CACHE_DIR"] == "/mine"
+    (where / "jax").mkdir()
+    (where / "jax" / "entry").write_bytes(b"x" * 10)
+    assert ("jax", 1, 10) in cache.usage()
+    cache.clear()
+    assert not where.exists()
+    monkeypatch.setenv("MMCONF_CACHE_DIR", cache.OFF)
+    assert "JAX_COMPILATION_CACHE_DIR" not in cache.worker_env({})
