@@ -376,6 +376,32 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_findings(args) -> int:
+    """The vendors' listed deviations of a run, one line per mechanism; with --upstream, an issue
+    draft for each."""
+    from . import report, upstream
+
+    path = Path(args.results)
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError) as e:
+        print(f"mmconf findings: cannot read {path}: {e}", file=sys.stderr)
+        return 2
+    problem = report.problem(doc) or ("a bench.json, not a results.json" if report.is_bench(doc) else None)
+    if problem:
+        print(f"mmconf findings: {path}: {problem}", file=sys.stderr)
+        return 2
+    if args.upstream:
+        out_dir = Path(args.out) if args.out else path.parent / "upstream"
+        for p, title in upstream.write(doc, out_dir):
+            print(f"{p}: {title}")
+        print(f"index: {out_dir / 'README.md'}")
+        return 0
+    for (backend, label), records in upstream.groups(doc).items():
+        print(f"{backend}: {label} ({records[0]['deviation']['clause']}): {len(records)} record(s)")
+    return 0
+
+
 def cmd_bench(args) -> int:
     """Time every backend, mode, device, dtype, size and pass, interleaved; with --compare or
     --before, gate each row: exit 1 if one is SLOWER, else 3 if one is INCONCLUSIVE."""
@@ -623,6 +649,13 @@ def main(argv=None) -> int:
     p.add_argument("results", nargs="+")
     p.add_argument("--out", default="reports/latest")
     p.set_defaults(fn=cmd_report)
+
+    p = sub.add_parser("findings", help="the vendors' listed deviations of a run, one per mechanism; "
+                       "--upstream writes an issue draft for each")
+    p.add_argument("results", nargs="?", default="reports/latest/results.json")
+    p.add_argument("--upstream", action="store_true", help="write the issue drafts (and an index)")
+    p.add_argument("--out", help="where the drafts go (default: upstream/ beside the results)")
+    p.set_defaults(fn=cmd_findings)
 
     args = parser.parse_args(argv)
     try:

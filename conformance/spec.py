@@ -7,7 +7,7 @@ defined; golden cases, deviation lists and reports are checked against it.
 from __future__ import annotations
 
 import re
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +41,22 @@ def clauses() -> dict[str, str]:
         if m:
             out[m.group(1)] = m.group(2)
     return out
+
+
+@cache
+def clause_text(clause: str) -> str:
+    """A clause's normative text, without its title and its *Why:* line."""
+    lines = SPEC_PATH.read_text(encoding="utf-8").splitlines()
+    for k, line in enumerate(lines):
+        m = _CLAUSE.match(line)
+        if m and m.group(1) == clause:
+            body = [line[m.end():].strip()]
+            for more in lines[k + 1:]:
+                if not more.strip() or more.startswith(("*Why:*", "**MML-", "#")):
+                    break
+                body.append(more.strip())
+            return " ".join(b for b in body if b)
+    return ""
 
 
 def section(clause: str) -> str:
