@@ -376,6 +376,25 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_matrix(args) -> int:
+    """The golden cases through several releases of one backend, each in its own environment."""
+    from . import matrix
+
+    if args.backend not in matrix.PACKAGES:
+        print(f"mmconf matrix: no release list for {args.backend!r}; known: {', '.join(matrix.PACKAGES)}",
+              file=sys.stderr)
+        return 2
+    versions = _split(args.versions) or matrix.PACKAGES[args.backend][1]
+    try:
+        doc = matrix.matrix(args.backend, versions, _select_cases(args), jobs=args.jobs)
+    except matrix.MatrixError as e:
+        print(f"mmconf matrix: {e}", file=sys.stderr)
+        return 2
+    for path in matrix.write(doc, Path(args.out)):
+        print(f"wrote {path}")
+    return 0
+
+
 def cmd_findings(args) -> int:
     """The vendors' listed deviations of a run, one line per mechanism; with --upstream, an issue
     draft for each."""
@@ -649,6 +668,15 @@ def main(argv=None) -> int:
     p.add_argument("results", nargs="+")
     p.add_argument("--out", default="reports/latest")
     p.set_defaults(fn=cmd_report)
+
+    p = sub.add_parser("matrix", help="the golden cases through several releases of one backend, each in an "
+                       "environment mmconf creates and keeps (MMCONF_CACHE_DIR/envs)")
+    p.add_argument("backend")
+    p.add_argument("--versions", help="comma-separated releases (default: those of the published matrix)")
+    _add_case_selection(p)
+    p.add_argument("--jobs", type=int, help="lanes at once (default: the number of CPUs)")
+    p.add_argument("--out", default="reports/matrix")
+    p.set_defaults(fn=cmd_matrix)
 
     p = sub.add_parser("findings", help="the vendors' listed deviations of a run, one per mechanism; "
                        "--upstream writes an issue draft for each")

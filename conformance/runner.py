@@ -79,10 +79,11 @@ def request_for(case: Case, device: str, mode: str, grad: bool) -> dict:
 class Session:
     """The worker processes of one run, started on first use, one lock each."""
 
-    def __init__(self, timeout: float = 120.0, log_dir: Path | None = None):
+    def __init__(self, timeout: float = 120.0, log_dir: Path | None = None, python: str | None = None,
+                 env: dict | None = None):
         # one private directory for the workers' logs, never a fixed name in a shared one
         self.timeout, self.log_dir = timeout, log_dir or Path(tempfile.mkdtemp(prefix="mmconf-logs-"))
-        self.env = cache.worker_env()
+        self.python, self.env = python, cache.worker_env(env)  # another environment's (mmconf matrix)
         self._workers: dict[str, Worker] = {}
         self._locks: dict[str, threading.Lock] = {}
         self._descriptions: dict[str, dict] = {}
@@ -102,7 +103,8 @@ class Session:
                     self._workers[key], self._locks[key] = self._workers.pop(spare), self._locks.pop(spare)
                 else:
                     log_dir = self.log_dir if mode is None else self.log_dir / mode
-                    self._workers[key] = Worker(backend, timeout=self.timeout, log_dir=log_dir, env=self.env)
+                    self._workers[key] = Worker(backend, timeout=self.timeout, log_dir=log_dir, env=self.env,
+                                                python=self.python)
                     self._locks[key] = threading.Lock()
             return self._workers[key], self._locks[key]
 
@@ -322,14 +324,14 @@ def plan(desc: dict, cases: list[Case], devices=None, modes=None) -> list[tuple[
 
 def run(backends: list[str], cases: list[Case], devices=None, modes=None, jobs: int | None = None,
         timeout: float = 120.0, log_dir: Path | None = None, progress=None, journal: Path | None = None,
-        resume: bool = False, whole_store: bool = True) -> dict:
+        resume: bool = False, whole_store: bool = True, python: str | None = None, env: dict | None = None) -> dict:
     """Run and judge; returns the results document (what results.json holds).
 
     With a `journal`, every finished case's records are appended to it, one JSON line per case, as
     the run goes, under a lock that keeps a second run off it; `resume` first takes what the
     journal of an interrupted run holds for this run's backends, devices, modes and cases, and
     skips it. Stale deviation entries are looked for only when the run had the `whole_store` of
-    golden cases.
+    golden cases. `python` and `env` run the workers in another environment (mmconf matrix).
     """
     deviations = Deviations.load()  # a broken deviation file stops the run before it starts
     jobs = jobs or os.cpu_count() or 1
@@ -349,7 +351,7 @@ def run(backends: list[str], cases: list[Case], devices=None, modes=None, jobs: 
             records.extend(task)
     done = {_task_key(r) for r in records}
     started = time.perf_counter()
-    session = Session(timeout=timeout, log_dir=log_dir)
+    session = Session(timeout=timeout, log_dir=log_dir, python=python, env=env)
     lock = threading.Lock()
     lane_seconds: dict[str, float] = {}
     descriptions: dict[str, dict] = {}
@@ -381,7 +383,7 @@ def run(backends: list[str], cases: list[Case], devices=None, modes=None, jobs: 
         session.close()
         if sink:
             sink.close()
-    if whole_store:  # a selection's durations would misorder the next whole run
+    if whole_store and not python:  # a selection's, or another environment's, would misorder the next run
         cache.save_lane_seconds(lane_seconds)
     records.sort(key=lambda r: (r["backend"], r["device"], r["mode"], r["dtype"], r["case"], r["check"]))
     by_key = {(c.id, c.dtype): c for c in cases}

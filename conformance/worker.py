@@ -237,9 +237,11 @@ class Worker:
     retirement (see MAX_RSS_MIB)."""
 
     def __init__(self, spec: str, timeout: float = 120.0, start_timeout: float = 300.0,
-                 log_dir: Path | None = None, module: str = "conformance.worker", env: dict | None = None):
+                 log_dir: Path | None = None, module: str = "conformance.worker", env: dict | None = None,
+                 python: str | None = None):
         self.spec, self.timeout, self.start_timeout = spec, timeout, start_timeout
         self.module, self.env = module, env  # the child's module (`python -m`) and its environment
+        self.python = python or sys.executable  # another environment's interpreter (mmconf matrix)
         self.log_dir = Path(log_dir) if log_dir else Path(tempfile.mkdtemp(prefix="mmconf-logs-"))
         self.proc: subprocess.Popen | None = None
         self.missing: str | None = None
@@ -257,7 +259,7 @@ class Worker:
         log = os.fdopen(os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o666), "ab")
         env = dict(self.env or os.environ, PYTHONUNBUFFERED="1")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", self.module, self.spec],
+            [self.python, "-m", self.module, self.spec],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, env=env, start_new_session=True,
         )
         log.close()
