@@ -70,6 +70,8 @@ def draft(backend: str, records: list[dict], doc: dict) -> tuple[str, str]:
         lines += ["```python", r["repro"], "```", ""]
     if r["check"] == "error":
         lines += [f"Expected: an error ({clause}). Got: {r.get('detail', '')}", ""]
+    elif r.get("expected") is None:  # no values to compare: a wrong shape, say
+        lines += [f"Got: {r.get('detail', '')}", ""]
     else:
         lines += [f"Expected (exact reference, rounded to {r['dtype']}): `{_short(r.get('expected'))}`", "",
                   f"Got: `{_short(r.get('got'))}`" + (f" (worst element at {r['at']})" if "at" in r else ""), "",
