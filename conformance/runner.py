@@ -84,8 +84,8 @@ class Session:
         # one private directory for the workers' logs, never a fixed name in a shared one
         self.timeout, self.log_dir = timeout, log_dir or Path(tempfile.mkdtemp(prefix="mmconf-logs-"))
         self.python, self.env = python, cache.worker_env(env)  # another environment's (mmconf matrix)
-        self._workers: dict[str, Worker] = {}
-        self._locks: dict[str, threading.Lock] = {}
+        self._workers: dict[tuple, Worker] = {}  # (backend, mode): a lane's worker
+        self._locks: dict[tuple, threading.Lock] = {}
         self._descriptions: dict[str, dict] = {}
         self._adapters: dict = {}
         self._crashes: dict[tuple, tuple[str, int]] = {}  # (backend, device, mode) -> how, crashes in a row
