@@ -111,9 +111,10 @@ def blocks(doc: dict) -> list:
     out.append(("p", f"Every golden case through {doc['backend']} releases, each in its own environment "
                 f"(`mmconf matrix {doc['backend']}`), {doc['generated']}, on {doc['machine']}. Deviation "
                 "lists describe the newest release: the counts here are failing records, listed or not."))
-    out.append(("p", "Per release and mode. `raised`: valid calls that raised instead of answering, "
-                "which with an old release is often an API the adapter uses that the release lacks (its "
-                "message is in the run's records)."))
+    out.append(("p", "Per release and mode. `raised`: failing valid calls that raised instead of answering: "
+                "a listed deviation (a release that refuses an input), or with an old release often an API the "
+                "adapter uses that the release lacks (paddle 2.6.2's dy2static cannot transform the static "
+                "mode's function)."))
     out.append(("table", ["version", "mode", "records", "pass", "failing", "of them listed", "raised", "unsupported",
                           "crash", "timeout"],
                 [[v["installed"], m, t["records"], t["pass"], t["failing"], t["known"], t["raised"], t["unsupported"],
