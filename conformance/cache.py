@@ -102,12 +102,17 @@ def save_lane_seconds(seconds: dict[str, float]) -> None:
         pass  # an unwritable cache costs the next run its ordering, nothing else
 
 
+ENVS = "envs"  # mmconf matrix's virtual environments, one per backend release (not per CPU)
+
+
 def usage() -> list[tuple[str, int, int]]:
-    """(part, files, bytes) for each part of the cache, over every CPU's directory."""
+    """(part, files, bytes) for each part of the cache, over every CPU's directory, and the
+    matrix's environments."""
     where = root()
     out = []
-    for name in SUBDIRS:
-        files = [p for d in (where.glob(f"cpu-*/{name}") if where else []) for p in d.rglob("*") if p.is_file()]
+    for name in [*SUBDIRS, ENVS]:
+        dirs = [where / ENVS] if name == ENVS else list(where.glob(f"cpu-*/{name}"))
+        files = [p for d in dirs if d.is_dir() for p in d.rglob("*") if p.is_file() and not p.is_symlink()]
         out.append((name, len(files), sum(p.stat().st_size for p in files)))
     return out
 
@@ -117,6 +122,7 @@ def clear() -> None:
     where = root()
     if where is None:
         return
-    for d in where.glob("cpu-*"):
-        shutil.rmtree(d)
+    for d in [*where.glob("cpu-*"), where / ENVS]:
+        if d.is_dir():
+            shutil.rmtree(d)
     (where / LANES_FILE).unlink(missing_ok=True)

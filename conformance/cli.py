@@ -209,7 +209,8 @@ def cmd_cache(args) -> int:
         print(f"cleared {where}")
         return 0
     print(f"{where} (this CPU's part: {cache.host()})")
-    _print_table(["part", "files", "MiB", "what"], [[name, files, f"{size / 2**20:.1f}", cache.SUBDIRS[name]]
+    what = {**cache.SUBDIRS, cache.ENVS: "mmconf matrix's environments, one per backend release"}
+    _print_table(["part", "files", "MiB", "what"], [[name, files, f"{size / 2**20:.1f}", what[name]]
                                                    for name, files, size in cache.usage()])
     return 0
 

@@ -77,8 +77,10 @@ def test_cache_is_private_and_keyed_by_cpu(tmp_path, monkeypatch):
     assert cache.worker_env({"JAX_COMPILATION_CACHE_DIR": "/mine"})["JAX_COMPILATION_CACHE_DIR"] == "/mine"
     (where / "jax").mkdir()
     (where / "jax" / "entry").write_bytes(b"x" * 10)
-    assert ("jax", 1, 10) in cache.usage()
+    (tmp_path / "c" / cache.ENVS / "paddle-3.3.1").mkdir(parents=True)
+    (tmp_path / "c" / cache.ENVS / "paddle-3.3.1" / "lib").write_bytes(b"x" * 3)
+    assert ("jax", 1, 10) in cache.usage() and (cache.ENVS, 1, 3) in cache.usage()
     cache.clear()
-    assert not where.exists()
+    assert not where.exists() and not (tmp_path / "c" / cache.ENVS).exists()
     monkeypatch.setenv("MMCONF_CACHE_DIR", cache.OFF)
     assert "JAX_COMPILATION_CACHE_DIR" not in cache.worker_env({})
