@@ -413,7 +413,7 @@ def cmd_findings(args) -> int:
         return 2
     if args.upstream:
         out_dir = Path(args.out) if args.out else path.parent / "upstream"
-        for p, title in upstream.write(doc, out_dir):
+        for p, title in upstream.write(doc, out_dir, Path(args.matrix)):
             print(f"{p}: {title}")
         print(f"index: {out_dir / 'README.md'}")
         return 0
@@ -684,6 +684,8 @@ def main(argv=None) -> int:
     p.add_argument("results", nargs="?", default="reports/latest/results.json")
     p.add_argument("--upstream", action="store_true", help="write the issue drafts (and an index)")
     p.add_argument("--out", help="where the drafts go (default: upstream/ beside the results)")
+    p.add_argument("--matrix", default="reports/matrix", help="release matrices (mmconf matrix) that say "
+                   "which releases fail under each draft's clause")
     p.set_defaults(fn=cmd_findings)
 
     args = parser.parse_args(argv)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from . import spec
 from .caseio import write_atomic
-from .record import known
+from .record import FAILING, known
 
 MARK = "<!-- mmconf upstream draft -->"  # the first line of every draft: only such files are replaced
 
@@ -43,7 +43,21 @@ def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:48]
 
 
-def draft(backend: str, records: list[dict], doc: dict) -> tuple[str, str]:
+def releases(backend: str, clause: str, matrix_dir: Path | None) -> str | None:
+    """Which releases of the published matrix (mmconf matrix) fail records under the clause, and
+    which conform; None without a matrix for the backend."""
+    try:
+        versions = json.loads((matrix_dir / f"{backend}.json").read_text(encoding="utf-8"))["versions"]
+    except (TypeError, OSError, ValueError, KeyError):
+        return None
+    failing = [v["version"] for v in versions
+               if any(v["clauses"].get(clause, {}).get(verdict) for verdict in FAILING)]
+    clean = [v["version"] for v in versions if v["version"] not in failing and clause in v["clauses"]]
+    return (f"Releases with failing records under {clause} (`mmconf matrix {backend}`): "
+            f"{', '.join(failing) or 'none'}; conforming: {', '.join(clean) or 'none'}.")
+
+
+def draft(backend: str, records: list[dict], doc: dict, matrix_dir: Path | None = None) -> tuple[str, str]:
     """(title, Markdown body) of one mechanism's issue."""
     d = records[0]["deviation"]
     clause = d["clause"]
@@ -59,6 +73,7 @@ def draft(backend: str, records: list[dict], doc: dict) -> tuple[str, str]:
     lines = [MARK, f"# {title}", "",
              f"**{backend} {version}**; seen in {', '.join(modes)}; dtypes {', '.join(dtypes)}; "
              f"{len(records)} failing check(s) over {len(cases)} case(s).", "",
+             *([seen, ""] if (seen := releases(backend, clause, matrix_dir)) else []),
              "## What happens", "", f"Mechanism: {d['reason']}.", "",
              "## Expected behaviour", "",
              f"{clause} ({title_of}): {spec.clause_text(clause)}", "",
@@ -90,9 +105,10 @@ def _short(v) -> str:
     return text if len(text) <= 300 else text[:297] + "..."
 
 
-def write(doc: dict, out_dir: Path) -> list[tuple[Path, str]]:
+def write(doc: dict, out_dir: Path, matrix_dir: Path | None = None) -> list[tuple[Path, str]]:
     """Write every draft and an index into `out_dir`, replacing the drafts an earlier call wrote
-    there (and nothing else); returns (path, title) of each."""
+    there (and nothing else); returns (path, title) of each. Drafts of a backend with a release
+    matrix in `matrix_dir` say which releases fail under the clause."""
     out_dir.mkdir(parents=True, exist_ok=True)
     for old in out_dir.glob("*.md"):
         try:
@@ -105,7 +121,7 @@ def write(doc: dict, out_dir: Path) -> list[tuple[Path, str]]:
     for (backend, _), records in groups(doc).items():
         numbers[backend] += 1
         k = numbers[backend]
-        title, body = draft(backend, records, doc)
+        title, body = draft(backend, records, doc, matrix_dir)
         path = out_dir / f"{backend}-{k:02d}-{_slug(records[0]['deviation']['clause'] + ' ' + title_words(title))}.md"
         write_atomic(path, body)
         written.append((path, title))

@@ -69,3 +69,15 @@ def test_cli_writes_drafts_and_refuses_what_is_not_results(tmp_path):
     r = subprocess.run([sys.executable, "-m", "conformance", "findings", str(tmp_path / "bad.json")],
                        capture_output=True, text=True)
     assert r.returncode == 2 and "bad.json" in r.stderr
+
+
+def test_a_release_matrix_says_which_releases_fail_under_the_clause(tmp_path):
+    matrix = tmp_path / "matrix"
+    matrix.mkdir()
+    (matrix / "torch.json").write_text(json.dumps({"versions": [
+        {"version": "2.1", "clauses": {"MML-7.1": {"fail": 3, "pass": 1}}},
+        {"version": "2.13", "clauses": {"MML-7.1": {"pass": 4}}}]}))
+    (path, _), = upstream.write(DOC, tmp_path / "out", matrix)
+    assert "failing records under MML-7.1 (`mmconf matrix torch`): 2.1; conforming: 2.13." in path.read_text()
+    (path, _), = upstream.write(DOC, tmp_path / "out")  # no matrix: no such line
+    assert "Releases with" not in path.read_text()
