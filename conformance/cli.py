@@ -190,8 +190,11 @@ def cmd_run(args) -> int:
         report.write_report(doc, out_dir)
     summary = report.summary_lines(doc)
     print("\n".join(summary))
-    if args.timings:
-        print("\n" + "\n".join(report.timing_lines(doc)))
+    if args.timings:  # a run always has them (a resumed one, for what it ran)
+        header, rows, note = report.timing_table(doc)
+        print()
+        _print_table(header, rows)
+        print(note)
     print(f"results: {json_path}" + (f"; report: {out_dir / 'conformance.md'}" if wrote_report else ""))
     return 0 if report.conforms(doc) else 1
 

@@ -128,9 +128,7 @@ def pytest_generate_tests(metafunc):
     # xdist hands out groups in the order they first appear: the longest lanes first
     from .runner import longest_first
 
-    descriptions = _descriptions(config)
-    order = {lane: k for k, lane in enumerate(longest_first(
-        [(b, m) for b, d in descriptions.items() if "missing" not in d for m in d["modes"]], descriptions))}
+    order = {lane: k for k, lane in enumerate(longest_first(_descriptions(config)))}
     for backend, device, mode, key, chk, rid in sorted(_records(config), key=lambda r: order[r[0], r[2]]):
         if chk != check:
             continue

@@ -75,7 +75,7 @@ def summary_lines(doc: dict) -> list[str]:
 
 def timing_table(doc: dict):
     """(header, rows, note) of where a run's seconds went, one row per backend, device and mode,
-    the longest first; None for a document without timings (a resumed run, a merged report)."""
+    the longest first; None for a document without timings (a merged report, older results)."""
     from .runner import Timings
 
     t = doc.get("timings")
@@ -87,17 +87,6 @@ def timing_table(doc: dict):
     note = (f"Seconds, summed over each row's requests; the run took {t['wall_s']:.0f} s of wall time with "
             f"{t['jobs']} lane(s) at once. " + "; ".join(f"{p}: {what}" for p, what in Timings.PARTS.items()) + ".")
     return ["backend", "device", "mode", "cases", *parts, "total"], rows, note
-
-
-def timing_lines(doc: dict) -> list[str]:
-    """timing_table as text (mmconf run --timings)."""
-    table = timing_table(doc)
-    if table is None:
-        return ["no timings recorded (a resumed run, or results from an older mmconf)"]
-    header, rows, note = table
-    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
-    return ["  ".join(str(x).ljust(w) for x, w in zip(row, widths)).rstrip()
-            for row in [header, ["-" * w for w in widths], *rows]] + [note]
 
 
 def _by_row(records) -> dict[str, list]:

@@ -375,8 +375,7 @@ def run(backends: list[str], cases: list[Case], devices=None, modes=None, jobs: 
     try:
         with ThreadPoolExecutor(max_workers=jobs) as pool:
             descriptions = dict(zip(backends, pool.map(session.describe, backends)))
-            lanes = longest_first([(b, m) for b, d in descriptions.items() if "missing" not in d
-                                   for m in d["modes"] if not modes or m in modes], descriptions)
+            lanes = longest_first(descriptions, modes)
             for f in [pool.submit(one_lane, b, m) for b, m in lanes]:
                 f.result()
     finally:
@@ -399,10 +398,13 @@ def run(backends: list[str], cases: list[Case], devices=None, modes=None, jobs: 
     }
 
 
-def longest_first(lanes: list[tuple[str, str]], descriptions: dict) -> list[tuple[str, str]]:
-    """(backend, mode) lanes, each run in a worker of its own, the longest first so that none is
-    left to run alone at the end: by the last run's durations, and before any are known, the
-    traced modes (which compile every case)."""
+def longest_first(descriptions: dict, modes=None) -> list[tuple[str, str]]:
+    """The (backend, mode) lanes of the described backends (each lane runs in a worker of its
+    own), `modes` only where given, the longest first so that none is left to run alone at the
+    end: by the last run's durations, and before any are known, the traced modes (which compile
+    every case)."""
+    lanes = [(b, m) for b, d in descriptions.items() if "missing" not in d for m in d["modes"]
+             if not modes or m in modes]
     last = cache.lane_seconds()
     return sorted(lanes, key=lambda lane: ("/".join(lane) in last, -last.get("/".join(lane), 0.0),
                                            lane[1] not in descriptions[lane[0]]["traced_modes"]))

@@ -92,6 +92,7 @@ class Backend:
     distribution = ""  # its pip distribution, for the version
     modes: tuple = ("eager",)
     traced_modes: tuple = ()  # modes that cannot raise on values (MML-10.9)
+    capability_gaps: tuple = ()  # words of the framework's errors that mean "not implemented here"
     ours = False  # our own implementation of the spec (also checked by finite differences)
     description = ""
     fn_import = ""
@@ -154,8 +155,14 @@ class Backend:
         pass
 
     def unsupported(self, exc: BaseException, call: Call, device: str, mode: str) -> str | None:
-        """A reason if `exc` says the dtype, device or argument kind is not implemented."""
-        return str(exc) if isinstance(exc, NoBackward) else None
+        """A reason if `exc` says the dtype, device or argument kind is not implemented: a
+        NoBackward, or a message holding one of `capability_gaps` (its first line is the reason)."""
+        if isinstance(exc, NoBackward):
+            return str(exc)
+        message = str(exc)
+        if any(gap in message for gap in self.capability_gaps):
+            return message.strip().splitlines()[0][:300]
+        return None
 
     def describe(self) -> dict:
         devices = self.devices()

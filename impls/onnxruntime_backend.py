@@ -22,8 +22,6 @@ import numpy as np
 
 from .base import Backend, Call, NoBackward, Output, kwargs_source
 
-# ONNX Runtime's words for a kernel it lacks (a dtype on a device)
-_MISSING_KERNEL = ("Could not find an implementation for", "NOT_IMPLEMENTED")
 NO_GRADIENT = ("ONNX Runtime (inference) computes no gradient, and torch.onnx has no translation of "
                "aten.multi_margin_loss_backward")
 
@@ -33,6 +31,7 @@ class OnnxRuntimeBackend(Backend):
     module = distribution = "onnxruntime"
     modes = ("export",)
     traced_modes = ("export",)  # a graph: an out-of-range target cannot raise before it runs
+    capability_gaps = ("Could not find an implementation for", "NOT_IMPLEMENTED")  # a kernel ORT lacks
     description = "torch.onnx.export(dynamo=True) of F.multi_margin_loss, run by ONNX Runtime"
 
     def __init__(self, fn=None):
@@ -65,7 +64,7 @@ class OnnxRuntimeBackend(Backend):
         """(ONNX Runtime session, its input names) for the call's signature."""
         import onnxruntime
 
-        key = (device, call.trace_key(), repr(call.legacy))
+        key = (device, call.trace_key())  # the static arguments (legacy ones too), shapes, dtypes
         if key not in self._sessions:
             model = self._model(call)
             providers = ["CUDAExecutionProvider"] if device == "cuda" else ["CPUExecutionProvider"]
@@ -75,7 +74,7 @@ class OnnxRuntimeBackend(Backend):
 
     def _model(self, call: Call) -> bytes:
         """The exported model's bytes, from the cache where it holds them."""
-        signature = repr((call.trace_key(), call.legacy, self._versions))
+        signature = repr((call.trace_key(), self._versions))
         where = os.environ.get("MMCONF_ONNX_CACHE")
         path = Path(where) / f"{hashlib.sha256(signature.encode()).hexdigest()[:32]}.onnx" if where else None
         if path is not None and path.is_file():
@@ -106,26 +105,18 @@ class OnnxRuntimeBackend(Backend):
         program = torch.onnx.export(Loss(), args, dynamo=True, verbose=False, optimize=True)
         return program.model_proto.SerializeToString()
 
-    def run(self, call: Call, device: str, mode: str, grad: bool) -> Output:
-        if grad:
-            raise NoBackward(NO_GRADIENT)
-        session, names = self._session(call, device)
-        feeds = {"x": call.x, "target": call.target, "weight": call.weight}
-        (value,) = session.run(None, {name: feeds[name] for name in names})
-        return Output(np.asarray(value))
-
     def prepare(self, call: Call, device: str, mode: str, grad: bool):
+        """session.run on the call's arrays, by the names the model's inputs have."""
         if grad:
             raise NoBackward(NO_GRADIENT)
         session, names = self._session(call, device)
-        feeds = {name: {"x": call.x, "target": call.target, "weight": call.weight}[name] for name in names}
+        arrays = {"x": call.x, "target": call.target, "weight": call.weight}
+        feeds = {name: arrays[name] for name in names}
         return lambda: session.run(None, feeds)
 
-    def unsupported(self, exc: BaseException, call: Call, device: str, mode: str) -> str | None:
-        message = str(exc)
-        if any(s in message for s in _MISSING_KERNEL):
-            return message.strip().splitlines()[0][:300]
-        return super().unsupported(exc, call, device, mode)
+    def run(self, call: Call, device: str, mode: str, grad: bool) -> Output:
+        (value,) = self.prepare(call, device, mode, grad)()
+        return Output(np.asarray(value))
 
     def repro(self, lit: dict, device: str, mode: str, check: str) -> str:
         dt = f"torch.{lit['dtype']}"

@@ -14,10 +14,6 @@ import numpy as np
 
 from .base import Backend, Call, NoBackward, Output, kwargs_source
 
-# messages of TensorFlow's errors for a dtype its kernels lack on a device
-_MISSING_KERNEL = ("Could not find device for node", "No OpKernel was registered",
-                   "is not in the list of allowed values", "not supported")
-
 # traced configurations kept (all are dropped when that many are held): margins are static and
 # every shape is traced anew, so a long run would otherwise hold traced and compiled code without
 # bound
@@ -39,6 +35,9 @@ class TensorFlowBackend(Backend):
     distribution = "tensorflow"
     modes = ("eager", "function", "xla")
     traced_modes = ("function", "xla")
+    # TensorFlow's errors for a dtype its kernels lack on a device
+    capability_gaps = ("Could not find device for node", "No OpKernel was registered",
+                       "is not in the list of allowed values", "not supported")
     ours = True
     description = "our TensorFlow implementation with a custom gradient (impls/tf_backend.py)"
     fn_import = "from impls.tf_backend import multi_margin_loss"
@@ -132,12 +131,6 @@ class TensorFlowBackend(Backend):
             tf.test.experimental.sync_devices()  # every output is ready
 
         return step
-
-    def unsupported(self, exc: BaseException, call: Call, device: str, mode: str) -> str | None:
-        message = str(exc)
-        if any(s in message for s in _MISSING_KERNEL):
-            return message.strip().splitlines()[0][:300]
-        return super().unsupported(exc, call, device, mode)
 
     def repro(self, lit: dict, device: str, mode: str, check: str) -> str:
         dt = "tf.bfloat16.as_numpy_dtype" if lit["dtype"] == "bfloat16" else f"np.{lit['dtype']}"

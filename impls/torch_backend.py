@@ -16,14 +16,6 @@ import numpy as np
 
 from .base import Backend, Call, Output, kwargs_source
 
-# messages of the native kernels that mean "this dtype or argument kind is not implemented"
-CAPABILITY_GAPS = (
-    "not implemented for 'Half'",
-    "not implemented for 'BFloat16'",
-    "expected scalar type Long but found Int",  # int32 targets (MML-1.5)
-)
-
-
 M_PERTURB = -6  # glibc mallopt parameter
 
 
@@ -90,6 +82,9 @@ def to_numpy(t) -> np.ndarray:
 class TorchBackend(Backend):
     name = "torch"
     module = distribution = "torch"
+    # messages of the native kernels that mean "this dtype or argument kind is not implemented"
+    capability_gaps = ("not implemented for 'Half'", "not implemented for 'BFloat16'",
+                       "expected scalar type Long but found Int")  # the last: int32 targets (MML-1.5)
     modes = ("eager", "compile")
     description = ("torch.nn.functional.multi_margin_loss: the ATen kernel (eager) and the "
                    "torch/_decomp decomposition compiled by Inductor (compile)")
@@ -196,12 +191,6 @@ class TorchBackend(Backend):
             import torch
 
             torch.cuda.reset_peak_memory_stats(device)
-
-    def unsupported(self, exc: BaseException, call: Call, device: str, mode: str) -> str | None:
-        msg = str(exc)
-        if any(gap in msg for gap in CAPABILITY_GAPS):
-            return msg.strip().splitlines()[0]
-        return super().unsupported(exc, call, device, mode)
 
     # --- repro ---
 

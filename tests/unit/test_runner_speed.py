@@ -51,11 +51,12 @@ def test_lanes_and_caches_change_no_record(tmp_path, monkeypatch, backend, mode,
 
 def test_lanes_run_longest_first(tmp_path, monkeypatch):
     monkeypatch.setenv("MMCONF_CACHE_DIR", str(tmp_path))
-    descriptions = {"jax": {"traced_modes": ["jit"]}, "numpy": {"traced_modes": []}}
-    lanes = [("numpy", "eager"), ("jax", "eager"), ("jax", "jit")]
-    assert runner.longest_first(lanes, descriptions) == [("jax", "jit"), ("numpy", "eager"), ("jax", "eager")]
+    descriptions = {"numpy": {"modes": ["eager"], "traced_modes": []},
+                    "jax": {"modes": ["eager", "jit"], "traced_modes": ["jit"]}, "tensorflow": {"missing": "no"}}
+    assert runner.longest_first(descriptions) == [("jax", "jit"), ("numpy", "eager"), ("jax", "eager")]
+    assert runner.longest_first(descriptions, ["jit"]) == [("jax", "jit")]
     cache.save_lane_seconds({"jax/jit": 10.0, "jax/eager": 20.0, "numpy/eager": 1.0})
-    assert runner.longest_first(lanes, descriptions) == [("jax", "eager"), ("jax", "jit"), ("numpy", "eager")]
+    assert runner.longest_first(descriptions) == [("jax", "eager"), ("jax", "jit"), ("numpy", "eager")]
 
 
 def test_timings_account_for_every_lane(monkeypatch):
