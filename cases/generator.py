@@ -339,6 +339,17 @@ def upstream(f: Family):
         f.add(f"paddle-73739-weight-p{p}-mean", dtype="float64", x=x52, target=t5, weight=w2, p=p,
               clauses=["MML-5.1", "MML-11.1"], doc="PaddlePaddle PR #73739: float64 input (5, 2), weight (2,), "
               "mean; p = 1 as reported, p = 2 where inside and after the power differ")
+    # pytorch/pytorch PR #104852: the CPU kernel read a non-contiguous weight as if it were contiguous
+    x46, t4, w6 = f.uniform((4, 6)), f.targets(4, 6), f.uniform(6, 0.25, 2.0)
+    for dtype in ("float32", "float64"):
+        for p, reduction in ((1, "mean"), (2, "none")):
+            f.add(f"torch-104852-strided-weight-p{p}-{reduction}", dtype=dtype, x=x46, target=t4, weight=w6, p=p,
+                  reduction=reduction, noncontiguous=("weight",), clauses=["MML-1.8", "MML-5.1", "MML-8.1"],
+                  doc="pytorch/pytorch PR #104852: input (4, 6), a weight that is every other element of a "
+                  "buffer; the CPU kernel read it as if it were contiguous")
+        f.add("torch-104852-strided-input-and-weight", dtype=dtype, x=x46, target=t4, weight=w6, reduction="sum",
+              noncontiguous=("x", "weight"), clauses=["MML-1.8", "MML-5.1", "MML-8.1"],
+              doc="pytorch/pytorch PR #104852, with the input a strided view too")
 
 
 @family([], "Cases that fuzzing found (cases/regressions.json, in the bring-your-own format).")

@@ -33,7 +33,7 @@ FEATURES = (*DTYPES, "p1", "p2", "none", "mean", "sum", "x_nan", "x_inf", "weigh
             "near_kink", "underflowing_scale", "int32_target", "float32_target", "float64_target", "legacy",
             # mechanisms of vendors' deviations (conformance/deviations/*.toml)
             "x_0d", "target_column", "margin_negative", "xy_nan", "xy_inf", "wy_nan", "wy_inf", "margin_f32_inexact",
-            "margin_term_f32_inexact", "target_negative")
+            "margin_term_f32_inexact", "target_negative", "noncontiguous_x", "noncontiguous_weight")
 TARGET_DTYPES = ("int64", "int32", "float32", "float64")  # floats: the MML-10.8 error cases
 
 
@@ -61,6 +61,7 @@ class Case:
     target_dtype: str = "int64"
     legacy: dict | None = None  # {"size_average": ..., "reduce": ...} instead of reduction (MML-6.4)
     cotangent: np.ndarray | None = None  # reduction 'none': the output's cotangent for the gradient
+    noncontiguous: tuple = ()  # "x", "weight": passed as non-contiguous views (MML-1.8)
     clauses: tuple = ()
     doc: str = ""
     error: str | None = None  # the MML-10 kind of an invalid call
@@ -180,6 +181,8 @@ class Case:
             add(f"{self.target_dtype}_target")
         if self.legacy is not None:
             add("legacy")
+        for name in self.noncontiguous:
+            add(f"noncontiguous_{name}")
         if self.error:
             add(f"invalid:{self.error}")
         return f
@@ -224,6 +227,8 @@ class Case:
             d["legacy"] = self.legacy
         if self.cotangent is not None:
             d["cotangent"] = encode_array(self.cotangent)
+        if self.noncontiguous:
+            d["noncontiguous"] = list(self.noncontiguous)
         if self.error is not None:
             d["error"] = self.error
         if self.expect is not None:
@@ -279,6 +284,7 @@ class Case:
             target_dtype=target_dtype,
             legacy=field_("legacy", _parse_legacy, None),
             cotangent=field_("cotangent", lambda v: None if v is None else _parse_floats(v), None),
+            noncontiguous=field_("noncontiguous", _parse_noncontiguous, ()),
             clauses=tuple(field_("clauses", _parse_str_list, ())),
             doc=field_("doc", _parse_str, ""),
             error=field_("error", _parse_error_kind, None),
@@ -292,6 +298,12 @@ class Case:
         if case.cotangent is not None and np.shape(case.cotangent) != np.shape(case.target):
             raise CaseError(f"{where}: field 'cotangent': shape {np.shape(case.cotangent)} "
                             f"does not match the target's {np.shape(case.target)}")
+        for name in case.noncontiguous:
+            a = getattr(case, name)
+            if a is None or np.ndim(a) == 0 or np.shape(a)[-1] < 2:
+                raise CaseError(f"{where}: field 'noncontiguous': {name} "
+                                f"{'is absent' if a is None else f'of shape {np.shape(a)}'}; a view of every "
+                                "other element needs at least 2 along the last axis")
         if "expect" in d:
             try:
                 case.expect = _expectation_from_json(d["expect"], np.shape(case.x), case.problem().out_shape)
@@ -302,7 +314,7 @@ class Case:
 
 MAX_ELEMENTS = 1 << 24  # elements of x a case may have (its dimensions counted as at least 1 each)
 _FIELDS = {"id", "clauses", "doc", "dtype", "x", "x_shape", "target", "target_dtype", "p", "margin", "weight",
-           "reduction", "legacy", "cotangent", "error", "expect"}
+           "reduction", "legacy", "cotangent", "noncontiguous", "error", "expect"}
 
 
 def _parse_dtype(v) -> str:
@@ -369,6 +381,12 @@ def _parse_str_list(v) -> list:
     if not isinstance(v, list) or not all(isinstance(s, str) for s in v):
         raise ValueError(f"must be a list of strings, got {v!r}")
     return v
+
+
+def _parse_noncontiguous(v) -> tuple:
+    if not isinstance(v, list) or any(n not in ("x", "weight") for n in v) or len(set(v)) != len(v):
+        raise ValueError(f"must be a list of distinct names among 'x' and 'weight', got {v!r}")
+    return tuple(v)
 
 
 def _parse_legacy(v) -> dict | None:

@@ -63,7 +63,7 @@ def call_for(case: Case, grad: bool):
         cot = np.asarray(cot).astype(dt)
     return Call(x=case.x.astype(dt), target=np.asarray(case.target).astype(case.target_dtype), p=case.p,
                 margin=case.margin, weight=None if case.weight is None else case.weight.astype(dt),
-                reduction=case.reduction, legacy=case.legacy, cotangent=cot)
+                reduction=case.reduction, legacy=case.legacy, cotangent=cot, noncontiguous=case.noncontiguous)
 
 
 def request_for(case: Case, device: str, mode: str, grad: bool) -> dict:
@@ -73,7 +73,8 @@ def request_for(case: Case, device: str, mode: str, grad: bool) -> dict:
     if call.cotangent is not None:
         arrays["cotangent"] = call.cotangent
     return {"op": "run", "device": device, "mode": mode, "grad": grad, "p": call.p, "margin": call.margin,
-            "reduction": call.reduction, "legacy": call.legacy, "arrays": {k: pack(v) for k, v in arrays.items()}}
+            "reduction": call.reduction, "legacy": call.legacy, "noncontiguous": list(call.noncontiguous),
+            "arrays": {k: pack(v) for k, v in arrays.items()}}
 
 
 class Session:

@@ -60,7 +60,7 @@ def call_from_request(req: dict):
     arrays = {k: unpack(v) for k, v in req["arrays"].items()}
     return Call(x=arrays["x"], target=arrays["target"], p=req["p"], margin=req["margin"],
                 weight=arrays.get("weight"), reduction=req["reduction"], legacy=req.get("legacy"),
-                cotangent=arrays.get("cotangent"))
+                cotangent=arrays.get("cotangent"), noncontiguous=tuple(req.get("noncontiguous", ())))
 
 
 def _exception(exc: BaseException) -> dict:

@@ -33,6 +33,11 @@ class Call:
     reduction: str
     legacy: dict | None = None  # {"size_average": ..., "reduce": ...}: pass these, not reduction
     cotangent: np.ndarray | None = None  # the output's shape and dtype; set whenever a gradient is asked
+    noncontiguous: tuple = ()  # "x", "weight": passed as non-contiguous views (MML-1.8)
+
+    def __post_init__(self):
+        for name in self.noncontiguous:
+            setattr(self, name, strided_view(getattr(self, name)))
 
     @property
     def dtype(self) -> str:
@@ -65,6 +70,16 @@ class Call:
         if self.weight is not None:
             out["weight"] = self.weight
         return out
+
+
+def strided_view(a: np.ndarray) -> np.ndarray:
+    """`a` as every other element, along its last axis, of a buffer twice as wide whose other
+    elements are NaN: a non-contiguous view, as slicing makes one. A kernel that reads it as if it
+    were contiguous reads NaN."""
+    buffer = np.full((*a.shape[:-1], 2 * a.shape[-1]), np.nan, dtype=a.dtype)
+    view = buffer[..., ::2]
+    view[...] = a
+    return view
 
 
 class NoBackward(NotImplementedError):
@@ -115,7 +130,7 @@ class Backend:
         """Self-contained source, in the framework's own code, that reproduces one call.
 
         `lit` holds source literals (see `literals`): x, target, weight, cotangent, p, margin,
-        reduction, legacy, dtype, target_dtype.
+        reduction, legacy, dtype, target_dtype, noncontiguous.
         """
         return ""
 
@@ -210,7 +225,14 @@ def literals(call: Call) -> dict:
         "legacy": call.legacy,
         "dtype": call.dtype,
         "target_dtype": call.target.dtype.name,
+        "noncontiguous": call.noncontiguous,
     }
+
+
+def view_lines(lit: dict, template: str) -> list[str]:
+    """Repro lines that make each array the call passes as a non-contiguous view into one:
+    `template` rebinds the array named `{a}` (MML-1.8)."""
+    return [template.format(a=name) + "  # a non-contiguous view (MML-1.8)" for name in lit["noncontiguous"]]
 
 
 def kwargs_source(lit: dict, weight_name: str | None = "weight") -> str:

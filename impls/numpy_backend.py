@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._checks import check_args, legacy_reduction, target_range_error
-from .base import Backend, Call, NoBackward, Output, kwargs_source
+from .base import Backend, Call, NoBackward, Output, kwargs_source, view_lines
 
 
 def _compute_dtype(dtype: np.dtype) -> np.dtype:
@@ -132,6 +132,8 @@ class NumpyBackend(Backend):
                   f"target = np.array({lit['target']}, dtype=np.{lit['target_dtype']})"]
         if lit["weight"] is not None:
             lines.append(f"weight = np.array({lit['weight']}, dtype={dt})")
+        lines += view_lines(lit, "{a}_buffer = np.full((*{a}.shape[:-1], 2 * {a}.shape[-1]), np.nan, dtype={a}.dtype); "
+                                 "{a}_buffer[..., ::2] = {a}; {a} = {a}_buffer[..., ::2]")
         kw = kwargs_source(lit)
         lines.append(f"print({self.fn_expr}(x, target, {kw}))")
         if check == "grad":

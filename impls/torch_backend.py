@@ -14,7 +14,7 @@ import os
 
 import numpy as np
 
-from .base import Backend, Call, Output, kwargs_source
+from .base import Backend, Call, Output, kwargs_source, view_lines
 
 M_PERTURB = -6  # glibc mallopt parameter
 
@@ -58,14 +58,14 @@ def _graph_breaks() -> list[str]:
 
 
 def to_tensor(a: np.ndarray, device: str):
-    """A NumPy array (bfloat16 as ml_dtypes) as a tensor of the same dtype on `device`, bit for bit."""
+    """A NumPy array (bfloat16 as ml_dtypes) as a tensor of the same dtype on `device`, bit for bit
+    and with the same strides: a non-contiguous view stays one (MML-1.8)."""
     import torch
 
-    if not a.flags.c_contiguous:
-        a = a.copy()  # (not np.ascontiguousarray: it turns 0-d arrays into 1-d ones)
-    if a.dtype.name == "bfloat16":
-        return torch.from_numpy(a.view(np.uint16)).view(torch.bfloat16).to(device)
-    return torch.from_numpy(a).to(device)
+    t = torch.from_numpy(a.view(np.uint16)).view(torch.bfloat16) if a.dtype.name == "bfloat16" else torch.from_numpy(a)
+    if t.device.type == torch.device(device).type or t.is_contiguous():
+        return t.to(device)
+    return torch.empty_strided(t.shape, t.stride(), dtype=t.dtype, device=device).copy_(t)  # .to() would compact it
 
 
 def to_numpy(t) -> np.ndarray:
@@ -201,6 +201,8 @@ class TorchBackend(Backend):
                  f"target = torch.tensor({lit['target']}, dtype=torch.{lit['target_dtype']}, device=device)"]
         if lit["weight"] is not None:
             lines.append(f"weight = torch.tensor({lit['weight']}, dtype={dt}, device=device)")
+        lines += view_lines(lit, "{a} = torch.full((*{a}.shape[:-1], 2 * {a}.shape[-1]), float('nan'), "
+                                 "dtype={a}.dtype, device=device)[..., ::2].copy_({a})")
         fn = self.fn_expr
         if mode == "compile":
             lines.append(f"fn = torch.compile({self.fn_expr}, fullgraph={self.fullgraph}, dynamic=True)")

@@ -1,5 +1,5 @@
-"""Example kernels for `mmconf check --framework torch`: one written from the spec, and two with
-the classic mistakes, which the suite must catch. Autograd gives their gradients."""
+"""Example kernels for `mmconf check --framework torch`: one written from the spec, and some with
+classic mistakes, which the suite must catch. Autograd gives their gradients."""
 
 import torch
 
@@ -85,4 +85,13 @@ def checks_target_in_python(input, target, p=1, margin=1.0, weight=None, size_av
         C = input.shape[-1]
         if ((target < 0) | (target >= C)).any():
             raise IndexError(f"target out of range [0, {C})")
+    return correct(input, target, p, margin, weight, size_average, reduce, reduction)
+
+
+def weight_read_as_contiguous(input, target, p=1, margin=1.0, weight=None, size_average=None, reduce=None,
+                              reduction="mean"):
+    """`correct`, reading the weight's memory as if it were contiguous, as a pointer-based kernel
+    that ignores strides does (pytorch/pytorch PR #104852, MML-1.8)."""
+    if weight is not None:
+        weight = weight.as_strided(weight.shape, (1,))
     return correct(input, target, p, margin, weight, size_average, reduce, reduction)

@@ -65,6 +65,9 @@ def test_values_are_rounded_to_the_case_dtype(tmp_path):
     ({"id": "a", "x": [[1.0]], "target": [0], "p": 1, "dtype": "float32", "colour": 1}, "colour"),
     ({"id": "a", "x": [[1.0]], "target": [0], "p": 1, "dtype": "float32", "clauses": ["MML-99.1"]}, "MML-99.1"),
     ({"id": "a", "x": [[1.0]], "target": [0], "p": 3, "dtype": "float32", "error": "reduction"}, "'error'"),
+    ({"id": "a", "x": [[1.0, 2.0]], "target": [0], "dtype": "float32", "noncontiguous": ["target"]}, "'noncontiguous'"),
+    ({"id": "a", "x": [[1.0, 2.0]], "target": [0], "dtype": "float32", "noncontiguous": ["weight"]}, "'noncontiguous'"),
+    ({"id": "a", "x": [[1.0]], "target": [0], "dtype": "float32", "noncontiguous": ["x"]}, "'noncontiguous'"),
 ])
 def test_malformed_cases_name_the_case_and_field(tmp_path, case, field):
     with pytest.raises(CaseError) as info:
@@ -172,6 +175,18 @@ def test_schema_refuses_what_caseio_refuses(tmp_path, bad, where):
     assert list(_validator().iter_errors({"cases": [bad]}))
     with pytest.raises(CaseError):
         load_file(write(tmp_path, [bad]))
+
+
+def test_noncontiguous_arguments_round_trip_and_reach_the_call_as_views(tmp_path):
+    from conformance.runner import call_for
+
+    (case,) = load_file(write(tmp_path, [{"id": "a/b", "dtype": "float32", "x": [[1.0, 2.0, 0.5]], "target": [1],
+                                          "weight": [0.5, 1.0, 2.0], "noncontiguous": ["weight"]}]))
+    assert case.to_json()["noncontiguous"] == ["weight"] and "noncontiguous_weight" in case.features()
+    call = call_for(case, grad=True)
+    assert not call.weight.flags.c_contiguous and call.x.flags.c_contiguous
+    assert call.weight.tolist() == [0.5, 1.0, 2.0]
+    assert np.isnan(call.weight.base).sum() == 3  # what a kernel reading it as contiguous would read
 
 
 def test_p_as_a_float_and_float_targets(tmp_path):

@@ -40,6 +40,7 @@ def test_correct_torch_kernel_conforms():
 @pytest.mark.parametrize("kernel, case, clause", [
     ("weight_inside", "errata/p2-weight2", "MML-11.1"),
     ("all_classes_minus_margin", "options/p2-mneg-noweight-none", "MML-2.2"),
+    ("weight_read_as_contiguous", "upstream/torch-104852-strided-weight-p1-mean", "MML-1.8"),
 ])
 def test_wrong_torch_kernels_are_caught(kernel, case, clause):
     pytest.importorskip("torch")

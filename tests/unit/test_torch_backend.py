@@ -35,6 +35,26 @@ def test_bfloat16_round_trip_is_bit_exact():
     assert to_numpy(to_tensor(np.array(1.5, np.float32), "cpu")).shape == ()  # 0-d stays 0-d
 
 
+def test_a_noncontiguous_view_keeps_its_strides():
+    from impls.base import strided_view
+
+    for dtype in (np.float32, ml_dtypes.bfloat16):
+        t = to_tensor(strided_view(np.arange(6).reshape(2, 3).astype(dtype)), "cpu")
+        assert t.stride() == (6, 2) and to_numpy(t).astype(np.float64).tolist() == [[0, 1, 2], [3, 4, 5]]
+
+
+def test_repro_of_a_noncontiguous_call_passes_views(backend):
+    import dataclasses
+
+    weight = np.array([0.5, 1.0, 2.0], np.float32)
+    call = dataclasses.replace(small_call(), weight=weight, noncontiguous=("x", "weight"))
+    source = backend.repro(literals(call), "cpu", "eager", "grad")
+    namespace: dict = {}
+    with contextlib.redirect_stdout(io.StringIO()):
+        exec(source, namespace)
+    assert namespace["x"].stride() == (6, 2) and namespace["weight"].stride() == (2,)
+
+
 @pytest.mark.parametrize("call, gap", [
     (small_call("float16"), "Half"),
     (small_call(target_dtype="int32"), "expected scalar type Long"),
