@@ -2,7 +2,7 @@
 same verdict code as the golden cases.
 
 Hypothesis draws the cases (shapes down to N = 0 and C = 1, every dtype, p, margins, weights,
-reductions, special values, dyadic values that land on kinks) and shrinks a failing one to a
+reductions, special values, dyadic values that land on kinks, non-contiguous views) and shrinks a failing one to a
 minimal case, printed as a case-file entry ready for `cases/regressions.json`. A mismatch that a
 listed deviation of the backend matches (by mechanism: its `when` features, see
 conformance.deviations) is expected, not reported; a pass that a strict entry matches is reported
@@ -59,8 +59,11 @@ def cases(draw, dtypes=DTYPES) -> Case:
     margin = draw(st.one_of(st.sampled_from([1.0, 0.0, -0.5, 0.1, 2.5]), st.floats(-3, 3, width=32),
                             st.sampled_from(SPECIALS) if specials else st.just(1.0)))
     reduction = draw(st.sampled_from(["none", "mean", "sum"]))
+    # now and then an argument as a non-contiguous view (MML-1.8); shrinking makes it contiguous
+    viewable = [name for name, a in (("x", x), ("weight", weight)) if a is not None and a.shape[-1] >= 2]
+    noncontiguous = tuple(name for name in viewable if draw(st.integers(0, 3)) == 3)
     case = Case(id="fuzz/?", dtype=dtype, x=x, target=target, p=draw(st.sampled_from([1, 2])),
-                margin=float(margin), weight=weight, reduction=reduction,
+                margin=float(margin), weight=weight, reduction=reduction, noncontiguous=noncontiguous,
                 cotangent=default_cotangent(np.shape(target)) if reduction == "none" else None)
     digest = hashlib.sha1(json.dumps(case.to_json(), sort_keys=True).encode()).hexdigest()[:10]
     case.id = f"fuzz/{digest}"
@@ -76,6 +79,8 @@ def case_entry(case: Case) -> dict:
         d["x_shape"] = list(case.x.shape)
     if case.cotangent is not None:
         d["cotangent"] = encode_array(case.cotangent)
+    if case.noncontiguous:
+        d["noncontiguous"] = list(case.noncontiguous)
     return d
 
 
