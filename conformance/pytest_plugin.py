@@ -2,10 +2,10 @@
 `test_value[torch-cpu-eager-float32-basic/2x3-p1-none]`.
 
 Markers: one per backend (`-m torch`) and one per check (`-m grad`); `-k` selects on the id.
-Each backend's mode runs in its own worker process, as `mmconf run` does, under pytest-xdist too
-(each mode's tests form one xdist group, so a framework is loaded once per mode), with mmconf's
-compilation caches. Expected deviations are strict xfails;
-entries that match no collected test are reported as stale at the end.
+Each lane (a backend's mode, or modes that share work; conformance.runner.Lane) runs in its own
+worker process, as `mmconf run` does, under pytest-xdist too (each lane's tests form one xdist
+group, so a framework is loaded once per lane), with mmconf's compilation caches. Expected
+deviations are strict xfails; entries that match no collected test are reported as stale at the end.
 
 Options: --mmconf-backends a,b (default: all registered), --mmconf-cases FILE (repeatable: more
 cases beside the golden ones), --mmconf-timeout SECONDS (per case, default 120).
@@ -94,16 +94,20 @@ def _cases(config) -> dict:
 
 
 def _records(config):
-    """(backend, device, mode, case key, check, record id) for every record of the matrix."""
-    from .runner import checks_of, plan, record_id
+    """(backend, device, mode, case key, check, record id, lane name) for every record of the
+    matrix, in the order `mmconf run` runs them: the runner's lanes, longest first, each lane's
+    work in its order."""
+    from .runner import checks_of, longest_first, record_id
 
     cases = list(_cases(config).values())
-    for backend, desc in _descriptions(config).items():
-        if "missing" in desc:
-            continue
-        for device, mode, case in plan(desc, cases):
+    descriptions = _descriptions(config)
+    jobs = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    for lane in longest_first(descriptions, jobs=jobs):
+        desc = descriptions[lane.backend]
+        for device, mode, case in lane.work(desc, cases):
             for check in checks_of(case, desc["ours"]):
-                yield backend, device, mode, case.key, check, record_id(backend, device, mode, case)
+                rid = record_id(lane.backend, device, mode, case)
+                yield lane.backend, device, mode, case.key, check, rid, lane.name
 
 
 def _marker(backend: str):
@@ -126,13 +130,10 @@ def pytest_generate_tests(metafunc):
                 _marker(backend), pytest.mark.skip(reason=f"{backend}: {desc['missing']}")]))
     features: dict = {}
     # xdist hands out groups in the order they first appear: the longest lanes first
-    from .runner import longest_first
-
-    order = {lane: k for k, lane in enumerate(longest_first(_descriptions(config)))}
-    for backend, device, mode, key, chk, rid in sorted(_records(config), key=lambda r: order[r[0], r[2]]):
+    for backend, device, mode, key, chk, rid, lane in _records(config):
         if chk != check:
             continue
-        marks = [_marker(backend), getattr(pytest.mark, check), pytest.mark.xdist_group(f"{backend}-{mode}")]
+        marks = [_marker(backend), getattr(pytest.mark, check), pytest.mark.xdist_group(lane)]
         case = _cases(config)[key]
         if key not in features:
             features[key] = case.features()
@@ -140,7 +141,7 @@ def pytest_generate_tests(metafunc):
                                   "check": check}, features[key])
         if entry:
             marks.append(pytest.mark.xfail(strict=entry.strict, reason=f"{entry.clause}: {entry.reason}"))
-        params.append(pytest.param((backend, device, mode, key), id=rid, marks=marks))
+        params.append(pytest.param((backend, device, mode, key, lane), id=rid, marks=marks))
     metafunc.parametrize("mmconf_record", params)
 
 
@@ -157,9 +158,9 @@ class _SuiteSession:
 
     def record(self, key, check: str) -> dict:
         if key not in self.results:
-            backend, device, mode, case_key = key
+            backend, device, mode, case_key, lane = key
             case = _cases(self.config)[case_key]
-            self.results[key] = {r["check"]: r for r in self.session.run_case(backend, device, mode, case)}
+            self.results[key] = {r["check"]: r for r in self.session.run_case(backend, device, mode, case, lane)}
         return self.results[key][check]
 
 
@@ -193,7 +194,7 @@ def pytest_terminal_summary(terminalreporter, config):
 
     cases = _cases(config)
     records = [{"backend": b, "device": dev, "mode": mode, "id": rid, "check": chk, "case": cases[key].id,
-                "dtype": cases[key].dtype} for b, dev, mode, key, chk, rid in _records(config)]
+                "dtype": cases[key].dtype} for b, dev, mode, key, chk, rid, _ in _records(config)]
     stale = Deviations.load().stale(records, {(c.id, c.dtype): c for c in cases.values()})
     if stale:
         terminalreporter.section("mmconf: stale expected-deviation entries")

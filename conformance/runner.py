@@ -9,6 +9,7 @@ or a hang costs the case it happened on, never the run.
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import sys
@@ -16,6 +17,7 @@ import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +28,7 @@ from .deviations import Deviations
 from .record import FAILING
 from .worker import Worker, WorkerDied, pack, unpack
 
+MIN_SHARD_SECONDS = 60.0  # a shard costs a worker start and a framework import: a lane is split into shards this long
 CRASH_LIMIT = 8  # crashes in a row, all alike, after which a backend's device and mode get fewer requests
 PROBE = 16  # ... one in this many, until one is answered
 
@@ -85,7 +88,7 @@ class Session:
         # one private directory for the workers' logs, never a fixed name in a shared one
         self.timeout, self.log_dir = timeout, log_dir or Path(tempfile.mkdtemp(prefix="mmconf-logs-"))
         self.python, self.env = python, cache.worker_env(env)  # another environment's (mmconf matrix)
-        self._workers: dict[tuple, Worker] = {}  # (backend, mode): a lane's worker
+        self._workers: dict[tuple, Worker] = {}  # (backend, lane name): a lane's worker
         self._locks: dict[tuple, threading.Lock] = {}
         self._descriptions: dict[str, dict] = {}
         self._adapters: dict = {}
@@ -93,17 +96,17 @@ class Session:
         self._guard = threading.Lock()
         self.timings = Timings()
 
-    def worker(self, backend: str, mode: str | None = None) -> tuple[Worker, threading.Lock]:
-        """The worker of a backend's mode (its lane; modes run in parallel), or with no mode the
-        one that describes the backend, which then serves the first mode asked for."""
-        key = (backend, mode)
+    def worker(self, backend: str, lane: str | None = None) -> tuple[Worker, threading.Lock]:
+        """The worker of one of a backend's lanes (Lane.name; lanes run in parallel), or with no
+        lane the one that describes the backend, which then serves the first lane asked for."""
+        key = (backend, lane)
         with self._guard:
             if key not in self._workers:
                 spare = (backend, None)
-                if mode is not None and spare in self._workers:
+                if lane is not None and spare in self._workers:
                     self._workers[key], self._locks[key] = self._workers.pop(spare), self._locks.pop(spare)
                 else:
-                    log_dir = self.log_dir if mode is None else self.log_dir / mode
+                    log_dir = self.log_dir if lane is None else self.log_dir / lane.replace("/", "-")
                     self._workers[key] = Worker(backend, timeout=self.timeout, log_dir=log_dir, env=self.env,
                                                 python=self.python)
                     self._locks[key] = threading.Lock()
@@ -124,13 +127,14 @@ class Session:
             self._descriptions[backend] = d
         return self._descriptions[backend]
 
-    def ask(self, backend: str, req: dict) -> dict:
+    def ask(self, backend: str, req: dict, lane: str | None = None) -> dict:
         """The worker's reply, or {'died': kind, 'detail': ...}. After CRASH_LIMIT crashes in a row
         of one backend, device and mode, all the same way (a kernel that segfaults on every call),
         only every PROBE-th request is sent until one gets an answer: each crash costs a worker
         restart and a fresh framework import, seconds, for the same answer. The others are
-        recorded as crashes, saying they were not run."""
-        w, lock = self.worker(backend, req.get("mode"))
+        recorded as crashes, saying they were not run. `lane` names the worker (default: the
+        mode's own lane)."""
+        w, lock = self.worker(backend, lane or Lane(backend, (req["mode"],)).name)
         where = (backend, req.get("device"), req.get("mode"))
         with lock:
             how, count = self._crashes.get(where, ("", 0))
@@ -152,10 +156,10 @@ class Session:
                 self._crashes.pop(where, None)
             return reply
 
-    def run_case(self, backend: str, device: str, mode: str, case: Case) -> list[dict]:
+    def run_case(self, backend: str, device: str, mode: str, case: Case, lane: str | None = None) -> list[dict]:
         """Every check of one case on one backend/device/mode, as records; failing records carry
-        a repro in the backend's own framework."""
-        records = self._run_case(backend, device, mode, case)
+        a repro in the backend's own framework. `lane` names the worker (default: the mode's own)."""
+        records = self._run_case(backend, device, mode, case, lane)
         started = time.perf_counter()
         for r in records:
             if r["verdict"] in FAILING:
@@ -179,7 +183,7 @@ class Session:
             code = "import numpy as np\n" + code
         return code
 
-    def _run_case(self, backend: str, device: str, mode: str, case: Case) -> list[dict]:
+    def _run_case(self, backend: str, device: str, mode: str, case: Case, lane: str | None) -> list[dict]:
         desc = self.describe(backend)
         base = {"id": record_id(backend, device, mode, case), "case": case.id, "family": case.family,
                 "backend": backend, "device": device, "mode": mode, "dtype": case.dtype}
@@ -198,14 +202,14 @@ class Session:
             return [rec(c, verdict="unsupported", detail=f"{case.dtype} on {device} is not supported "
                         "(declared by the adapter)") for c in checks_of(case, desc["ours"])]
         if case.error:
-            reply = self.ask(backend, request_for(case, device, mode, grad=False))
+            reply = self.ask(backend, request_for(case, device, mode, grad=False), lane)
             judge = lambda: compare.judge_error(case, reply, traced=mode in desc["traced_modes"])  # noqa: E731
             return [rec("error", **verdict(reply, judge, expect_raise=True))]
-        reply = self.ask(backend, request_for(case, device, mode, grad=True))
+        reply = self.ask(backend, request_for(case, device, mode, grad=True), lane)
         forward = reply
         if "raised" in reply or "died" in reply:
             # the backward pass may be what failed, crashed or is missing: judge the forward alone
-            forward = self.ask(backend, request_for(case, device, mode, grad=False))
+            forward = self.ask(backend, request_for(case, device, mode, grad=False), lane)
         value = verdict(forward, lambda: compare.judge_value(case, unpack(forward["value"])))
         grad = verdict(reply, lambda: compare.judge_grad(case, unpack(reply["grad"])))
         records = [rec("value", **value), rec("grad", **grad)]
@@ -215,14 +219,15 @@ class Session:
                 r["capture"] = capture
         if "fd" in checks_of(case, desc["ours"]):
             steps = compare.fd_steps(case)
-            fd = self.ask(backend, {**request_for(case, device, mode, grad=True), "op": "fd", "steps": pack(steps)})
+            fd = self.ask(backend, {**request_for(case, device, mode, grad=True), "op": "fd", "steps": pack(steps)},
+                          lane)
             records.append(rec("fd", **verdict(fd, lambda: compare.judge_fd(case, unpack(fd["fd"]), steps))))
         return records
 
-    def close(self, backend: str | None = None, mode: str | None = None) -> None:
-        """Close every worker, or the one of a backend's mode."""
-        for (b, m), w in list(self._workers.items()):
-            if backend is None or (b, m) == (backend, mode):
+    def close(self, backend: str | None = None, lane: str | None = None) -> None:
+        """Close every worker, or the one of a backend's lane."""
+        for (b, name), w in list(self._workers.items()):
+            if backend is None or (b, name) == (backend, lane):
                 w.close()
 
 
@@ -357,27 +362,27 @@ def run(backends: list[str], cases: list[Case], devices=None, modes=None, jobs: 
     lane_seconds: dict[str, float] = {}
     descriptions: dict[str, dict] = {}
 
-    def one_lane(backend: str, mode: str) -> None:
+    def one_lane(lane: Lane) -> None:
         lane_started = time.perf_counter()
-        work = plan(session.describe(backend), cases, devices, [mode])
+        work = lane.work(session.describe(lane.backend), cases, devices)
         for k, (device, mode, case) in enumerate(work):
-            if (backend, device, mode, case.dtype, case.id) not in done:
-                out = session.run_case(backend, device, mode, case)
+            if (lane.backend, device, mode, case.dtype, case.id) not in done:
+                out = session.run_case(lane.backend, device, mode, case, lane.name)
                 with lock:
                     records.extend(out)
                     if sink:
                         _write_task(sink, out)
             if progress:
                 with lock:
-                    progress(f"{backend}/{mode}", k + 1, len(work))
-        session.close(backend, mode)
-        lane_seconds[f"{backend}/{mode}"] = time.perf_counter() - lane_started
+                    progress(lane.name, k + 1, len(work))
+        session.close(lane.backend, lane.name)
+        with lock:  # a sharded lane's shards add up
+            lane_seconds[lane.whole] = lane_seconds.get(lane.whole, 0.0) + time.perf_counter() - lane_started
 
     try:
         with ThreadPoolExecutor(max_workers=jobs) as pool:
             descriptions = dict(zip(backends, pool.map(session.describe, backends)))
-            lanes = longest_first(descriptions, modes)
-            for f in [pool.submit(one_lane, b, m) for b, m in lanes]:
+            for f in [pool.submit(one_lane, lane) for lane in longest_first(descriptions, modes, jobs)]:
                 f.result()
     finally:
         session.close()
@@ -399,16 +404,60 @@ def run(backends: list[str], cases: list[Case], devices=None, modes=None, jobs: 
     }
 
 
-def longest_first(descriptions: dict, modes=None) -> list[tuple[str, str]]:
-    """The (backend, mode) lanes of the described backends (each lane runs in a worker of its
-    own), `modes` only where given, the longest first so that none is left to run alone at the
-    end: by the last run's durations, and before any are known, the traced modes (which compile
-    every case)."""
-    lanes = [(b, m) for b, d in descriptions.items() if "missing" not in d for m in d["modes"]
-             if not modes or m in modes]
+@dataclass(frozen=True)
+class Lane:
+    """What one worker process runs: a backend's modes, each case through all of them in turn
+    (modes that share work, such as TensorFlow's function and xla, which compiles the function
+    mode's trace), and of a lane split into shards, every `shards`-th case from the `shard`-th."""
+
+    backend: str
+    modes: tuple
+    shard: int = 0
+    shards: int = 1
+
+    @property
+    def whole(self) -> str:
+        """The lane's name before sharding: 'tensorflow/function+xla'."""
+        return f"{self.backend}/{'+'.join(self.modes)}"
+
+    @property
+    def name(self) -> str:
+        return self.whole if self.shards == 1 else f"{self.whole}#{self.shard + 1}of{self.shards}"
+
+    def work(self, desc: dict, cases: list[Case], devices=None) -> list[tuple[str, str, Case]]:
+        """The (device, mode, case) triples this lane runs, in order."""
+        mine = cases[self.shard::self.shards]
+        return [(d, m, c) for d in desc["devices"] if not devices or d in devices for c in mine for m in self.modes]
+
+
+def longest_first(descriptions: dict, modes=None, jobs: int = 1) -> list[Lane]:
+    """The lanes of the described backends, `modes` only where given: each mode alone, but the
+    modes a backend shares work between (`shared_lane`) together. A lane that took more than its
+    share of the last run (its seconds over all lanes' seconds / `jobs`) is split into shards of
+    at least MIN_SHARD_SECONDS.
+    The longest first, so that none is left to run alone at the end: by the last run's
+    durations, and before any are known, the traced modes (which compile every case)."""
+    lanes = []
+    for backend, d in descriptions.items():
+        if "missing" in d:
+            continue
+        chosen = [m for m in d["modes"] if not modes or m in modes]
+        shared = tuple(m for m in chosen if m in d.get("shared_lane", ()))
+        groups = [shared] if len(shared) > 1 else []
+        lanes += [Lane(backend, g) for g in groups + [(m,) for m in chosen if not any(m in g for g in groups)]]
     last = cache.lane_seconds()
-    return sorted(lanes, key=lambda lane: ("/".join(lane) in last, -last.get("/".join(lane), 0.0),
-                                           lane[1] not in descriptions[lane[0]]["traced_modes"]))
+    total = sum(last.get(lane.whole, 0.0) for lane in lanes)
+    sharded = []
+    for lane in lanes:
+        seconds = last.get(lane.whole, 0.0)
+        shards = max(1, min(jobs, math.ceil(seconds * jobs / total), int(seconds // MIN_SHARD_SECONDS))) if total else 1
+        sharded += [Lane(lane.backend, lane.modes, k, shards) for k in range(shards)]
+
+    def order(lane: Lane):
+        traced = any(m in descriptions[lane.backend]["traced_modes"] for m in lane.modes)
+        return lane.whole in last, -last.get(lane.whole, 0.0) / lane.shards, not traced
+
+    return sorted(sharded, key=order)
 
 
 def _task_key(r: dict) -> tuple:

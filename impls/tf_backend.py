@@ -2,7 +2,9 @@
 
 Modes: `eager`, `function` (tf.function) and `xla` (tf.function(jit_compile=True)); in the two
 traced modes an out-of-range target gives NaN instead of raising (MML-10.9). One tf.function per
-static configuration; TensorFlow traces it again only for new shapes and dtypes.
+call signature. The two traced modes share a lane: a call that the function mode has traced is
+compiled by XLA from that trace (what tracing builds does not depend on jit_compile, and the
+outputs are bit for bit those of a trace of its own), which halves the lane's tracing.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ class TensorFlowBackend(Backend):
     distribution = "tensorflow"
     modes = ("eager", "function", "xla")
     traced_modes = ("function", "xla")
+    shared_lane = ("function", "xla")
     # TensorFlow's errors for a dtype its kernels lack on a device
     capability_gaps = ("Could not find device for node", "No OpKernel was registered",
                        "is not in the list of allowed values", "not supported")
@@ -76,9 +79,9 @@ class TensorFlowBackend(Backend):
     def _device(device: str) -> str:
         return "/GPU:0" if device == "cuda" else "/CPU:0"
 
-    def _function(self, call: Call, mode: str, grad: bool):
-        """(x, target, weight, cotangent) -> (value, gradient or None), a tf.function per static
-        configuration in the traced modes."""
+    def _function(self, call: Call, mode: str, grad: bool, args: tuple):
+        """(x, target, weight, cotangent) -> (value, gradient or None), a tf.function per call
+        signature in the traced modes; xla's compiles the function mode's trace where there is one."""
         import tensorflow as tf
 
         kw = call.static_kwargs()
@@ -99,9 +102,14 @@ class TensorFlowBackend(Backend):
             return value_and_grad
         key = (mode, grad, call.trace_key())  # each of which tf.function traces anew
         if key not in self._functions:
+            traced = self._functions.get(("function", grad, call.trace_key()))
             if len(self._functions) >= KEEP_COMPILED:
                 self._functions.clear()
-            self._functions[key] = tf.function(value_and_grad, jit_compile=mode == "xla")
+            if mode == "xla" and traced is not None:
+                concrete = traced.get_concrete_function(*args)  # the trace, not a new one
+                self._functions[key] = tf.function(lambda *a: concrete(*a), jit_compile=True)
+            else:
+                self._functions[key] = tf.function(value_and_grad, jit_compile=mode == "xla")
         return self._functions[key]
 
     def _arguments(self, call: Call, device: str):
@@ -114,16 +122,18 @@ class TensorFlowBackend(Backend):
     def run(self, call: Call, device: str, mode: str, grad: bool) -> Output:
         import tensorflow as tf
 
+        args = self._arguments(call, device)
         with tf.device(self._device(device)):
-            value, g = self._function(call, mode, grad)(*self._arguments(call, device))
+            value, g = self._function(call, mode, grad, args)(*args)
         return Output(np.asarray(value.numpy()), None if g is None else np.asarray(g.numpy()))
 
     def prepare(self, call: Call, device: str, mode: str, grad: bool):
         import tensorflow as tf
 
-        fn = self._function(call, mode, grad)
         args = self._arguments(call, device)
         where = self._device(device)
+        with tf.device(where):
+            fn = self._function(call, mode, grad, args)
 
         def step():
             with tf.device(where):

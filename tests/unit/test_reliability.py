@@ -58,7 +58,7 @@ def test_worker_over_its_memory_bound_retires_between_requests(tmp_path, monkeyp
     try:
         cases = [c for c in load_golden() if c.dtype == "float32" and c.id.startswith("basic/")][:3]
         records = [r for c in cases for r in session.run_case("numpy", "cpu", "eager", c)]
-        worker, _ = session.worker("numpy", "eager")  # the eager lane's
+        worker, _ = session.worker("numpy", "numpy/eager")  # the eager lane's
         assert {r["verdict"] for r in records} == {"pass"}, records
         assert worker.retirements >= len(cases) and worker.restarts == 0
     finally:
@@ -84,9 +84,9 @@ def test_resume_skips_what_the_journal_holds(tmp_path, monkeypatch):
     ran = []
     real = runner.Session.run_case
 
-    def counting(self, backend, device, mode, case):
+    def counting(self, backend, device, mode, case, lane=None):
         ran.append(case.key)
-        return real(self, backend, device, mode, case)
+        return real(self, backend, device, mode, case, lane)
 
     monkeypatch.setattr(runner.Session, "run_case", counting)
     resumed = runner.run(["numpy"], cases, journal=journal, resume=True)

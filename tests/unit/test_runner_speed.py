@@ -43,20 +43,50 @@ def test_lanes_and_caches_change_no_record(tmp_path, monkeypatch, backend, mode,
     # after its compile), then two lanes at once, each compile a cache hit
     serial_cold = runner.run([backend, "numpy"], cases, modes=[mode, "eager"], jobs=1, whole_store=False)
     files = [p for p in tmp_path.glob(f"cpu-*/{cached}/**/*") if p.is_file()]
-    assert files, f"nothing was cached in {cached}/"
+    verdicts = sorted({(r["mode"], r["verdict"], r.get("detail", "")[:200]) for r in serial_cold["records"]})
+    assert files, f"nothing was cached in {cached}/; the records: {verdicts}"
     parallel_warm = runner.run([backend, "numpy"], cases, modes=[mode, "eager"], jobs=2, whole_store=False)
     assert serial_cold["records"], "no records"
     assert same(parallel_warm["records"]) == same(serial_cold["records"])
 
 
-def test_lanes_run_longest_first(tmp_path, monkeypatch):
+def test_lanes_run_longest_first_and_the_longest_in_shards(tmp_path, monkeypatch):
     monkeypatch.setenv("MMCONF_CACHE_DIR", str(tmp_path))
     descriptions = {"numpy": {"modes": ["eager"], "traced_modes": []},
-                    "jax": {"modes": ["eager", "jit"], "traced_modes": ["jit"]}, "tensorflow": {"missing": "no"}}
-    assert runner.longest_first(descriptions) == [("jax", "jit"), ("numpy", "eager"), ("jax", "eager")]
-    assert runner.longest_first(descriptions, ["jit"]) == [("jax", "jit")]
-    cache.save_lane_seconds({"jax/jit": 10.0, "jax/eager": 20.0, "numpy/eager": 1.0})
-    assert runner.longest_first(descriptions) == [("jax", "eager"), ("jax", "jit"), ("numpy", "eager")]
+                    "jax": {"modes": ["eager", "jit"], "traced_modes": ["jit"]},
+                    "tensorflow": {"modes": ["eager", "function", "xla"], "traced_modes": ["function", "xla"],
+                                   "shared_lane": ["function", "xla"]},
+                    "paddle": {"missing": "no"}}
+
+    def names(*args):
+        return [lane.name for lane in runner.longest_first(descriptions, *args)]
+
+    # before any durations are known: the traced lanes first
+    assert names() == ["jax/jit", "tensorflow/function+xla", "numpy/eager", "jax/eager", "tensorflow/eager"]
+    assert names(["jit", "xla"]) == ["jax/jit", "tensorflow/xla"]  # a shared lane of one mode is that mode's
+    cache.save_lane_seconds({"jax/jit": 100.0, "jax/eager": 200.0, "numpy/eager": 10.0, "tensorflow/eager": 90.0,
+                             "tensorflow/function+xla": 600.0})
+    assert names() == ["tensorflow/function+xla", "jax/eager", "jax/jit", "tensorflow/eager", "numpy/eager"]
+    assert names(["jit"], 2) == ["jax/jit"]  # alone, but too short for two shards of a minute
+    # on 2 jobs the 600 of 1000 seconds are more than a job's share: two shards, every other case each
+    assert names(None, 2) == ["tensorflow/function+xla#1of2", "tensorflow/function+xla#2of2", "jax/eager",
+                              "jax/jit", "tensorflow/eager", "numpy/eager"]
+    shard = runner.longest_first(descriptions, None, 2)[1]
+    cases = some_cases()
+    assert shard.work(descriptions["tensorflow"] | {"devices": ["cpu"]}, cases) == [
+        ("cpu", "function", cases[1]), ("cpu", "xla", cases[1])]
+
+
+def test_a_shared_lane_changes_no_record(monkeypatch):
+    """TensorFlow's xla mode compiling the function mode's traces, in the lane they share, gives
+    the records xla gives alone, tracing for itself."""
+    if importlib.util.find_spec("tensorflow") is None:
+        pytest.skip("tensorflow is not installed")
+    monkeypatch.setenv("MMCONF_CACHE_DIR", cache.OFF)
+    cases = some_cases()
+    alone = runner.run(["tensorflow"], cases, modes=["xla"], jobs=1, whole_store=False)["records"]
+    shared = runner.run(["tensorflow"], cases, modes=["function", "xla"], jobs=1, whole_store=False)["records"]
+    assert alone and same([r for r in shared if r["mode"] == "xla"]) == same(alone)
 
 
 def test_timings_account_for_every_lane(monkeypatch):
