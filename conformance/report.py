@@ -55,12 +55,12 @@ def summary_lines(doc: dict) -> list[str]:
             parts.append(f"{t.known} known deviation")
         if t.new:
             parts.append(f"{t.new} FAIL")
-        for v in ("unsupported", "crash", "timeout"):
-            if getattr(t, v):
-                parts.append(f"{getattr(t, v)} {v}")
+        if t.unsupported:
+            parts.append(f"{t.unsupported} unsupported")
         if t.unexpected_pass:
             parts.append(f"{t.unexpected_pass} unexpected pass")
-        lines.append(f"{key}: " + ", ".join(parts))
+        how = [f"{getattr(t, v)} {v}" for v in ("crash", "timeout") if getattr(t, v)]
+        lines.append(f"{key}: " + ", ".join(parts) + (f" (of the failing: {', '.join(how)})" if how else ""))
     for name, d in doc["backends"].items():
         if "missing" in d:
             lines.append(f"{name}: missing ({d['missing'][:100]})")
@@ -138,7 +138,7 @@ def blocks(doc: dict) -> list:
 
     out.append(("h2", "Summary"))
     header = ["backend/mode (device)", "version", "pass", "known deviations", "new failures",
-              "unsupported", "crash", "timeout", "unexpected passes"]
+              "unsupported", "failing by crash", "failing by timeout", "unexpected passes"]
     table = []
     for key, recs in rows.items():
         t = Tally.of(recs)
