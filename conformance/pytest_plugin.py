@@ -64,6 +64,9 @@ def pytest_configure(config):
     for check in CHECKS:
         config.addinivalue_line("markers", f"{check}: conformance records of the {check} check")
     config.addinivalue_line("markers", "check: conformance records of kernels given as --mmconf-backends check:...")
+    # the workers' environment as the session found it: a test that runs torch.compile in this
+    # process sets TORCHINDUCTOR_CACHE_DIR here, which the workers would take for the user's choice
+    config._mmconf_env = dict(os.environ)
     if hasattr(config, "workerinput"):  # an xdist worker: the controller described the backends
         config._mmconf_descriptions = json.loads(config.workerinput["mmconf_descriptions"])
     else:
@@ -152,7 +155,7 @@ class _SuiteSession:
         from .runner import Session
 
         self.config = config
-        self.session = Session(timeout=config.getoption("--mmconf-timeout"))
+        self.session = Session(timeout=config.getoption("--mmconf-timeout"), env=config._mmconf_env)
         self.session._descriptions.update(_descriptions(config))
         self.results: dict = {}
 

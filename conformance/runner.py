@@ -434,17 +434,18 @@ def longest_first(descriptions: dict, modes=None, jobs: int = 1) -> list[Lane]:
     """The lanes of the described backends, `modes` only where given: each mode alone, but the
     modes a backend shares work between (`shared_lane`) together. A lane that took more than its
     share of the last run (its seconds over all lanes' seconds / `jobs`) is split into shards of
-    at least MIN_SHARD_SECONDS.
-    The longest first, so that none is left to run alone at the end: by the last run's
-    durations, and before any are known, the traced modes (which compile every case)."""
+    at least MIN_SHARD_SECONDS. The longest first, so that none is left to run alone at the end:
+    by the last run's durations, and before any are known, the traced modes (which compile every
+    case)."""
     lanes = []
     for backend, d in descriptions.items():
         if "missing" in d:
             continue
         chosen = [m for m in d["modes"] if not modes or m in modes]
         shared = tuple(m for m in chosen if m in d.get("shared_lane", ()))
-        groups = [shared] if len(shared) > 1 else []
-        lanes += [Lane(backend, g) for g in groups + [(m,) for m in chosen if not any(m in g for g in groups)]]
+        if len(shared) < 2:
+            shared = ()
+        lanes += ([Lane(backend, shared)] if shared else []) + [Lane(backend, (m,)) for m in chosen if m not in shared]
     last = cache.lane_seconds()
     total = sum(last.get(lane.whole, 0.0) for lane in lanes)
     sharded = []

@@ -39,6 +39,10 @@ def test_lanes_and_caches_change_no_record(tmp_path, monkeypatch, backend, mode,
         pytest.skip(f"{backend} is not installed")
     cases = some_cases()
     monkeypatch.setenv("MMCONF_CACHE_DIR", str(tmp_path))
+    # the workers would keep a cache variable set in this process (and torch.compile sets
+    # TORCHINDUCTOR_CACHE_DIR in the process of any test that compiled in it)
+    for var in ("JAX_COMPILATION_CACHE_DIR", "TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR", "MMCONF_ONNX_CACHE"):
+        monkeypatch.delenv(var, raising=False)
     # one lane at a time, compiling everything (a cold cache is no cache: each entry is written
     # after its compile), then two lanes at once, each compile a cache hit
     serial_cold = runner.run([backend, "numpy"], cases, modes=[mode, "eager"], jobs=1, whole_store=False)
