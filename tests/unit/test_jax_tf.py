@@ -146,6 +146,33 @@ def test_tensorflow_subnormal_guard_in_every_mode():
 
 
 @needs_tf
+def test_tensorflow_xla_compiles_the_function_modes_trace():
+    """After the function mode, xla traces the loss no more: it compiles that trace, to the bits of
+    an xla trace of its own."""
+    r = python("""
+        import numpy as np
+        from impls.base import Call
+        from impls.tf_backend import TensorFlowBackend
+        b = TensorFlowBackend()
+        b.load()
+        traced, loss = [], b.fn
+        b.fn = lambda *a, **k: traced.append(1) or loss(*a, **k)  # runs once a trace
+        x = np.random.default_rng(0).standard_normal((4, 5))
+        call = Call(x=x, target=np.array([0, 4, 2, 1]), p=2, margin=0.5, weight=np.linspace(0.5, 2, 5),
+                    reduction="none", cotangent=np.ones(4))
+        b.run(call, "cpu", "function", grad=True)
+        shared = b.run(call, "cpu", "xla", grad=True)
+        assert len(traced) == 1, traced
+        alone = TensorFlowBackend()
+        alone.load()
+        own = alone.run(call, "cpu", "xla", grad=True)
+        assert shared.value.tobytes() == own.value.tobytes() and shared.grad.tobytes() == own.grad.tobytes()
+        print("ok")
+    """)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stdout + r.stderr
+
+
+@needs_tf
 def test_tensorflow_function_errors_and_gradients():
     r = python("""
         import numpy as np
