@@ -7,7 +7,7 @@ defined; golden cases, deviation lists and reports are checked against it.
 from __future__ import annotations
 
 import re
-from functools import cache, lru_cache
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -33,30 +33,31 @@ _CLAUSE = re.compile(r"^\*\*(MML-\d+\.\d+) ([^*]+?)\.\*\*")
 
 
 @lru_cache(maxsize=1)
-def clauses() -> dict[str, str]:
-    """Clause id -> its title, in document order."""
-    out: dict[str, str] = {}
-    for line in SPEC_PATH.read_text(encoding="utf-8").splitlines():
-        m = _CLAUSE.match(line)
-        if m:
-            out[m.group(1)] = m.group(2)
-    return out
-
-
-@cache
-def clause_text(clause: str) -> str:
-    """A clause's normative text, without its title and its *Why:* line."""
+def _parsed() -> dict[str, tuple[str, str]]:
+    """Clause id -> (its title, its normative text without the *Why:* line), in document order."""
     lines = SPEC_PATH.read_text(encoding="utf-8").splitlines()
+    out: dict[str, tuple[str, str]] = {}
     for k, line in enumerate(lines):
         m = _CLAUSE.match(line)
-        if m and m.group(1) == clause:
+        if m:
             body = [line[m.end():].strip()]
             for more in lines[k + 1:]:
                 if not more.strip() or more.startswith(("*Why:*", "**MML-", "#")):
                     break
                 body.append(more.strip())
-            return " ".join(b for b in body if b)
-    return ""
+            out[m.group(1)] = (m.group(2), " ".join(b for b in body if b))
+    return out
+
+
+@lru_cache(maxsize=1)
+def clauses() -> dict[str, str]:
+    """Clause id -> its title, in document order."""
+    return {c: title for c, (title, _) in _parsed().items()}
+
+
+def clause_text(clause: str) -> str:
+    """A clause's normative text, without its title and its *Why:* line."""
+    return _parsed().get(clause, ("", ""))[1]
 
 
 def section(clause: str) -> str:
