@@ -92,12 +92,12 @@ def save_lane_seconds(seconds: dict[str, float]) -> None:
     where = root()
     if not where or not seconds:
         return
+    from .caseio import write_atomic
+
     known = {**lane_seconds(), **seconds}
     try:
         _private_dir(where)
-        tmp = where / f".{LANES_FILE}.{os.getpid()}"
-        tmp.write_text(json.dumps(known, indent=1, sort_keys=True))
-        tmp.replace(where / LANES_FILE)
+        write_atomic(where / LANES_FILE, json.dumps(known, indent=1, sort_keys=True))
     except OSError:
         pass  # an unwritable cache costs the next run its ordering, nothing else
 

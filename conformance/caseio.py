@@ -500,14 +500,14 @@ def _dump(obj, level: int) -> str:
     return json.dumps(obj)
 
 
-def write_atomic(path: str | os.PathLike, text: str) -> None:
-    """Write a file so that readers see the old or the new content, never half of it."""
+def write_atomic(path: str | os.PathLike, content: str | bytes) -> None:
+    """Write a file (text as UTF-8) so that readers see the old or the new content, never half of it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(content.encode() if isinstance(content, str) else content)
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; these are ordinary files: the umask decides
         os.replace(tmp, path)
     except BaseException:

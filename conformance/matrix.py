@@ -43,7 +43,7 @@ def environment(backend: str, version: str, log=print) -> Path:
     where = cache.root()
     if where is None:
         raise MatrixError("mmconf matrix keeps its environments in the cache directory; MMCONF_CACHE_DIR is off")
-    env_dir = where / "envs" / f"{backend}-{version}"
+    env_dir = where / cache.ENVS / f"{backend}-{version}"
     python = env_dir / "bin" / "python"
     if (env_dir / ".ready").is_file():
         return python

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from conformance.caseio import write_atomic
+
 from .base import Backend, Call, NoBackward, Output, kwargs_source
 
 NO_GRADIENT = ("ONNX Runtime (inference) computes no gradient, and torch.onnx has no translation of "
@@ -81,10 +83,7 @@ class OnnxRuntimeBackend(Backend):
             return path.read_bytes()
         model = self._export(call)
         if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.{os.getpid()}")
-            tmp.write_bytes(model)
-            tmp.replace(path)
+            write_atomic(path, model)
         return model
 
     def _export(self, call: Call) -> bytes:
