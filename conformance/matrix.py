@@ -116,7 +116,7 @@ def blocks(doc: dict) -> list:
                 "adapter uses that the release lacks (paddle 2.6.2's dy2static cannot transform the static "
                 "mode's function)."))
     out.append(("table", ["version", "mode", "records", "pass", "failing", "of them listed", "raised", "unsupported",
-                          "crash", "timeout"],
+                          "failing by crash", "failing by timeout"],
                 [[v["installed"], m, t["records"], t["pass"], t["failing"], t["known"], t["raised"], t["unsupported"],
                   t["crash"], t["timeout"]] for v in versions for m, t in v["modes"].items()]))
     if doc.get("plot"):
