@@ -3,8 +3,9 @@
 
 Markers: one per backend (`-m torch`) and one per check (`-m grad`); `-k` selects on the id.
 Each lane (a backend's mode, or modes that share work; conformance.runner.Lane) runs in its own
-worker process, as `mmconf run` does, under pytest-xdist too (each lane's tests form one xdist
-group, so a framework is loaded once per lane), with mmconf's compilation caches. Expected
+worker process, as `mmconf run` does, with mmconf's compilation caches. Under pytest-xdist's
+`--dist loadgroup`, each lane's tests go to one xdist worker, the longest lanes first
+(`pytest_xdist_make_scheduler` below), so that a framework is loaded and a case run once. Expected
 deviations are strict xfails; entries that match no collected test are reported as stale at the end.
 
 Options: --mmconf-backends a,b (default: all registered), --mmconf-cases FILE (repeatable: more
@@ -76,6 +77,39 @@ def pytest_configure(config):
 def pytest_configure_node(node):
     """xdist hook: hand the controller's backend descriptions to each worker."""
     node.workerinput["mmconf_descriptions"] = json.dumps(_descriptions(node.config))
+    node.config._mmconf_jobs = node.workerinput["workercount"]
+
+
+def _jobs(config) -> int:
+    """How many xdist workers share the lanes (which shards them as `mmconf run --jobs` does)."""
+    return getattr(config, "_mmconf_jobs", None) or int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """xdist hook: `--dist loadgroup` that keeps each lane's tests on one worker, the lanes in the
+    order collected (the longest first); other tests as xdist's loadgroup would place them.
+    xdist groups by a suffix it writes into each test's node id, which pytest 9.2's structured ids
+    no longer take (pytest-dev/pytest-xdist#1386): every worker then started every lane and ran
+    its cases, a case once for each of its checks. A lane is known here from the test's own id."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadGroupScheduling
+
+    class LaneScheduling(LoadGroupScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return _lane_of(config, nodeid) or super()._split_scope(nodeid)
+
+    config.option.loadscopereorder = False  # xdist would put the lanes with most tests first
+    return LaneScheduling(config, log)
+
+
+def _lane_of(config, nodeid: str) -> str | None:
+    """The lane of a conformance test, from its id (`...::test_value[<record id>]`)."""
+    if not hasattr(config, "_mmconf_lanes"):
+        config._mmconf_lanes = {(check, rid): lane for *_, check, rid, lane in _records(config)}
+    function, _, param = nodeid.rpartition("::")[2].partition("[")
+    return config._mmconf_lanes.get((function.removeprefix("test_"), param.removesuffix("]")))
 
 
 def _descriptions(config) -> dict:
@@ -104,8 +138,7 @@ def _records(config):
 
     cases = list(_cases(config).values())
     descriptions = _descriptions(config)
-    jobs = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
-    for lane in longest_first(descriptions, jobs=jobs):
+    for lane in longest_first(descriptions, jobs=_jobs(config)):
         desc = descriptions[lane.backend]
         for device, mode, case in lane.work(desc, cases):
             for check in checks_of(case, desc["ours"]):
@@ -132,11 +165,11 @@ def pytest_generate_tests(metafunc):
             params.append(pytest.param(None, id=f"{backend}-missing", marks=[
                 _marker(backend), pytest.mark.skip(reason=f"{backend}: {desc['missing']}")]))
     features: dict = {}
-    # xdist hands out groups in the order they first appear: the longest lanes first
+    # in the runner's order: the scheduler hands out lanes in the order they first appear
     for backend, device, mode, key, chk, rid, lane in _records(config):
         if chk != check:
             continue
-        marks = [_marker(backend), getattr(pytest.mark, check), pytest.mark.xdist_group(lane)]
+        marks = [_marker(backend), getattr(pytest.mark, check)]
         case = _cases(config)[key]
         if key not in features:
             features[key] = case.features()

@@ -4,6 +4,8 @@ in parallel on the warm cache give the same records."""
 import importlib.util
 import json
 import re
+import subprocess
+import sys
 
 import pytest
 
@@ -119,3 +121,17 @@ def test_cache_is_private_and_keyed_by_cpu(tmp_path, monkeypatch):
     assert not where.exists() and not (tmp_path / "c" / cache.ENVS).exists()
     monkeypatch.setenv("MMCONF_CACHE_DIR", cache.OFF)
     assert "JAX_COMPILATION_CACHE_DIR" not in cache.worker_env({})
+
+
+def test_pytest_runs_each_lane_on_one_xdist_worker():
+    """Under `pytest -n 2` a lane's tests all run on one worker, which loads its framework and
+    runs its cases once (xdist's own loadgroup spreads them over all workers on pytest 9.2)."""
+    kernel = "check:numpy:tests.kernels.numpy_kernels:correct"
+    args = ["-n", "2", "-v", "-p", "no:cacheprovider", "tests/conformance", "--mmconf-backends", f"numpy,{kernel}",
+            "-k", "basic/"]
+    r = subprocess.run([sys.executable, "-m", "pytest", *args], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout[-2000:]
+    workers: dict = {}
+    for worker, backend in re.findall(r"^\[(gw\d+)\] .*PASSED .*?\[(\S+?)-cpu-", r.stdout, re.M):
+        workers.setdefault(backend, set()).add(worker)
+    assert set(workers) == {"numpy", kernel} and all(len(w) == 1 for w in workers.values()), workers
