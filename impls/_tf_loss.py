@@ -185,7 +185,7 @@ def _forward(p, reduction, x, t, wy, margin):
     losses = _row_losses(p, x, t, wy, margin)
     value = _reduce(losses, reduction)
     fast = _fast_is_exact(reduction, x, t, wy, margin, value, losses=losses)
-    return tf.cond(fast, lambda: tf.cast(value, x.dtype), lambda: _exact_value(p, reduction, x, t, wy, margin))
+    return tf.cond(fast, lambda: tf.cast(value, x.dtype), lambda: _exact(_exact_value, p, reduction, x, t, wy, margin))
 
 
 def _backward(p, reduction, x, t, wy, margin, cotangent):
@@ -194,7 +194,27 @@ def _backward(p, reduction, x, t, wy, margin, cotangent):
     # each target element is minus its row's sum: finite there means finite everywhere
     fast = _fast_is_exact(reduction, x, t, wy, margin, tf.gather(dx, tf.maximum(t, 0), batch_dims=1), g=g)
     return tf.cond(fast, lambda: tf.cast(dx, x.dtype),
-                   lambda: _exact_grad(p, reduction, x, t, wy, margin, cotangent))
+                   lambda: _exact(_exact_grad, p, reduction, x, t, wy, margin, cotangent))
+
+
+def _exact(path, p, reduction, *args):
+    """path(p, reduction, *args) (the exact path): eager code run as it is; in a graph, a call of a
+    function traced once for all shapes of its arguments' ranks and dtypes. The exact path is most
+    of the loss's graph, thousands of ops that every trace of the loss would otherwise build again;
+    the graph inlines the call, so what runs is the same."""
+    if tf.executing_eagerly():
+        return path(p, reduction, *args)
+    specs = tuple(None if a is None else tf.TensorSpec([None] * a.shape.rank, a.dtype) for a in args)
+    return _exact_function(path, p, reduction, specs)(*(a for a in args if a is not None))
+
+
+@functools.cache
+def _exact_function(path, p, reduction, specs):
+    def call(*tensors):
+        given = iter(tensors)
+        return path(p, reduction, *(None if s is None else next(given) for s in specs))
+
+    return tf.function(call, input_signature=[s for s in specs if s is not None], autograph=False)
 
 
 # --- the exact path: float64 scaled by powers of two, through the bits ----------------------------

@@ -173,6 +173,34 @@ def test_tensorflow_xla_compiles_the_function_modes_trace():
 
 
 @needs_tf
+def test_tensorflow_traces_the_exact_path_once_for_all_shapes():
+    """Traces of the loss for new shapes call the exact path's one trace (per p, reduction, ranks
+    and dtypes) instead of building its thousands of ops again, with eager's bits."""
+    r = python("""
+        import numpy as np
+        import tensorflow as tf
+        from impls import _tf_loss
+
+        def value_and_grad(x, t):
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                value = _tf_loss.multi_margin_loss(x, t, p=2, margin=0.0, reduction="sum")
+            return value, tape.gradient(value, x)
+
+        traced = tf.function(value_and_grad)
+        for n, c in ((2, 3), (5, 4), (3, 7)):
+            x = tf.constant(np.linspace(-3e-30, 2e-30, n * c, dtype=np.float32).reshape(n, c))  # tiny: the exact path
+            t = tf.constant(np.arange(n) % c)
+            for eager, graph in zip(value_and_grad(x, t), traced(x, t)):
+                assert eager.numpy().tobytes() == graph.numpy().tobytes(), (n, c, eager, graph)
+        functions = _tf_loss._exact_function.cache_info().currsize
+        assert functions == 2, functions  # the value's and the gradient's
+        print("ok")
+    """)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stdout + r.stderr
+
+
+@needs_tf
 def test_tensorflow_function_errors_and_gradients():
     r = python("""
         import numpy as np
