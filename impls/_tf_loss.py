@@ -200,8 +200,8 @@ def _backward(p, reduction, x, t, wy, margin, cotangent):
 def _exact(path, p, reduction, *args):
     """path(p, reduction, *args) (the exact path): eager code run as it is; in a graph, a call of a
     function traced once for all shapes of its arguments' ranks and dtypes. The exact path is most
-    of the loss's graph, thousands of ops that every trace of the loss would otherwise build again;
-    the graph inlines the call, so what runs is the same."""
+    of the loss's graph, thousands of ops that every trace of the loss would otherwise build (and
+    the runtime optimize) again; the ops that run are the same."""
     if tf.executing_eagerly():
         return path(p, reduction, *args)
     specs = tuple(None if a is None else tf.TensorSpec([None] * a.shape.rank, a.dtype) for a in args)
@@ -214,7 +214,9 @@ def _exact_function(path, p, reduction, specs):
         given = iter(tensors)
         return path(p, reduction, *(None if s is None else next(given) for s in specs))
 
-    return tf.function(call, input_signature=[s for s in specs if s is not None], autograph=False)
+    # not inlined: the runtime then optimizes its graph once, not again inside every loss
+    return tf.function(call, input_signature=[s for s in specs if s is not None], autograph=False,
+                       experimental_attributes={"_noinline": True})
 
 
 # --- the exact path: float64 scaled by powers of two, through the bits ----------------------------
