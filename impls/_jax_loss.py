@@ -11,10 +11,12 @@ reduction and no N*C residual.
 Subnormals. XLA on CPU flushes subnormal inputs and results to zero (FTZ/DAZ), which the error
 model (MML-12) does not allow where the loss itself is tiny. The fast path is exact enough unless
 the call holds tiny scores, weights, cotangents or losses (see `_GUARD`); such calls are recomputed
-on a path that cannot flush: every term's scores (and each weight and cotangent) are scaled by a
-power of two into float64's normal range (exactly, through their bits), the terms are computed
-there and summed at a common scale, and results are rounded back through their bits. That path
-needs JAX's x64 mode; without it the fast path is all there is.
+on a path that cannot flush. For float64 inputs, every term's scores (and each weight and
+cotangent) are scaled by a power of two into float64's normal range (exactly, through their bits),
+the terms are computed there and summed at a common scale. Narrower inputs need no scaling:
+widened to float64 through their bits, the whole computation stays in float64's normal range.
+Results are rounded back through their bits. That path needs JAX's x64 mode; without it the fast
+path is all there is.
 """
 
 from __future__ import annotations
@@ -312,6 +314,8 @@ def _sum_scaled(v, k, axis=None):
 
 
 def _exact_value(p, reduction, x, t, wy, margin):
+    if x.dtype != jnp.float64:
+        return _widened_value(p, reduction, x, t, wy, margin)
     z, k, own = _scaled_scores(x, t, margin)
     h = jnp.maximum(z, 0)  # propagates NaN (MML-7.1)
     terms, k = (h * h if p == 2 else h), p * k
@@ -328,6 +332,8 @@ def _exact_value(p, reduction, x, t, wy, margin):
 
 
 def _exact_grad(p, reduction, x, t, wy, margin, g):
+    if x.dtype != jnp.float64:
+        return _widened_grad(p, reduction, x, t, wy, margin, g)
     z, k, own = _scaled_scores(x, t, margin)
     G, kg = _scaled(jnp.broadcast_to(g, (x.shape[0],)))
     if wy is not None:
@@ -338,6 +344,40 @@ def _exact_grad(p, reduction, x, t, wy, margin, g):
     d = jnp.where(own, 0, d)
     total, K = _sum_scaled(d, k, axis=1)  # each target element is minus its row's others (MML-8.3)
     return jnp.where(own, _narrow(-total, -K, x.dtype)[:, None], _narrow(d, -k, x.dtype))
+
+
+# float16, bfloat16 and float32 inputs: the nonzero magnitudes of their scores, squares, and
+# products with weights, cotangents and 1 / (N C) lie between 2**-600 and 2**500, far inside
+# float64's normal range. Widened through the bits (a conversion would flush a subnormal input),
+# the computation needs no scaling: a much smaller exact path, which `jax.jit` compiles for every
+# shape.
+
+
+def _widened_scores(x, t, margin):
+    X = _widen(x, 0)
+    xy = jnp.take_along_axis(X, jnp.maximum(t, 0)[:, None], axis=1, mode="clip")[:, 0]
+    z = (_widen(margin, 0) - jnp.where(t >= 0, xy, jnp.nan))[:, None] + X  # NaN for an out-of-range target
+    return z, lax.broadcasted_iota(jnp.int32, z.shape, 1) == t[:, None]
+
+
+def _widened_value(p, reduction, x, t, wy, margin):
+    z, own = _widened_scores(x, t, margin)
+    h = jnp.maximum(z, 0)  # propagates NaN (MML-7.1)
+    terms = h * h if p == 2 else h
+    if wy is not None:
+        terms = _widen(wy, 0)[:, None] * terms  # per term, so inf * 0 is NaN (MML-2.4, MML-7.3)
+    losses = jnp.where(own, 0, terms).sum(axis=1) / x.shape[1]  # the target's own term is left out
+    return _narrow(_reduce(losses, reduction), 0, x.dtype)
+
+
+def _widened_grad(p, reduction, x, t, wy, margin, g):
+    z, own = _widened_scores(x, t, margin)
+    G = _widen(jnp.broadcast_to(g, (x.shape[0],)), 0)
+    if wy is not None:
+        G = G * _widen(wy, 0)
+    d = jnp.where(own, 0, (G / _divisor(reduction, *x.shape))[:, None] * _slopes(jnp.maximum(z, 0), p))
+    # each target element is minus its row's others (MML-8.3)
+    return jnp.where(own, _narrow(-d.sum(axis=1), 0, x.dtype)[:, None], _narrow(d, 0, x.dtype))
 
 
 # --- the differentiable function ------------------------------------------------------------------

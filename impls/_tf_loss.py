@@ -8,9 +8,11 @@ The fast path computes in float32 (float64 for float64 inputs). TensorFlow, like
 subnormal inputs and results to zero on CPU, which the error model (MML-12) does not allow where the
 loss itself is tiny. The fast path is exact enough unless the call holds tiny scores, weights,
 cotangents or losses, or a fast result overflowed (see `_GUARD`); such calls are recomputed on a
-path that cannot flush: every term's scores (and each weight and cotangent) are scaled by a power
-of two into float64's normal range (exactly, through their bits), the terms are computed there and
-summed at a common scale, and results are rounded back through their bits.
+path that cannot flush. For float64 inputs, every term's scores (and each weight and cotangent) are
+scaled by a power of two into float64's normal range (exactly, through their bits), the terms are
+computed there and summed at a common scale. Narrower inputs need no scaling: widened to float64
+through their bits, the whole computation stays in float64's normal range. Results are rounded
+back through their bits.
 """
 
 from __future__ import annotations
@@ -323,6 +325,8 @@ def _sum_scaled(v, k, axis=None):
 
 
 def _exact_value(p, reduction, x, t, wy, margin):
+    if x.dtype != tf.float64:
+        return _widened_value(p, reduction, x, t, wy, margin)
     z, k, own = _scaled_scores(x, t, margin)
     h = tf.maximum(z, 0)  # propagates NaN (MML-7.1)
     terms, k = (h * h if p == 2 else h), p * k
@@ -341,6 +345,8 @@ def _exact_value(p, reduction, x, t, wy, margin):
 
 
 def _exact_grad(p, reduction, x, t, wy, margin, g):
+    if x.dtype != tf.float64:
+        return _widened_grad(p, reduction, x, t, wy, margin, g)
     z, k, own = _scaled_scores(x, t, margin)
     G, kg = _scaled(tf.broadcast_to(g, tf.shape(t)))
     if wy is not None:
@@ -351,3 +357,39 @@ def _exact_grad(p, reduction, x, t, wy, margin, g):
     d = tf.where(own, tf.zeros_like(d), d)
     total, K = _sum_scaled(d, k, axis=1)  # each target element is minus its row's others (MML-8.3)
     return tf.where(own, _narrow(-total, -K, x.dtype)[:, None], _narrow(d, -k, x.dtype))
+
+
+# float16, bfloat16 and float32 inputs: the nonzero magnitudes of their scores, squares, and
+# products with weights, cotangents and 1 / (N C) lie between 2**-600 and 2**500, far inside
+# float64's normal range. Widened through the bits (a conversion would flush a subnormal input),
+# the computation needs no scaling: a much smaller exact path, which every trace builds and XLA
+# compiles for every shape.
+
+
+def _widened_scores(x, t, margin):
+    X = _widen(x, 0)
+    xy = tf.where(t >= 0, tf.gather(X, tf.maximum(t, 0), batch_dims=1), tf.constant(np.nan, tf.float64))
+    z = (_widen(margin, 0) - xy)[:, None] + X
+    return z, tf.range(tf.shape(x)[1])[None, :] == t[:, None]
+
+
+def _widened_value(p, reduction, x, t, wy, margin):
+    z, own = _widened_scores(x, t, margin)
+    h = tf.maximum(z, 0)  # propagates NaN (MML-7.1)
+    terms = h * h if p == 2 else h
+    if wy is not None:
+        terms = _widen(wy, 0)[:, None] * terms  # per term, so inf * 0 is NaN (MML-2.4, MML-7.3)
+    terms = tf.where(own, tf.zeros_like(terms), terms)  # the target's own term is left out (MML-2.2)
+    losses = tf.reduce_sum(terms, axis=1) / tf.cast(tf.shape(x)[1], tf.float64)
+    return _narrow(_reduce(losses, reduction), 0, x.dtype)
+
+
+def _widened_grad(p, reduction, x, t, wy, margin, g):
+    z, own = _widened_scores(x, t, margin)
+    G = _widen(tf.broadcast_to(g, tf.shape(t)), 0)
+    if wy is not None:
+        G = G * _widen(wy, 0)
+    d = (G / _divisor(reduction, x, tf.float64))[:, None] * _slopes(tf.maximum(z, 0), p)
+    d = tf.where(own, tf.zeros_like(d), d)
+    total = tf.reduce_sum(d, axis=1)  # each target element is minus its row's others (MML-8.3)
+    return tf.where(own, _narrow(-total, 0, x.dtype)[:, None], _narrow(d, 0, x.dtype))
