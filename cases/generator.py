@@ -17,7 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from conformance.caseio import GENERATOR_VERSION, MANIFEST, Case, default_cotangent, dumps, sha256, write_atomic
+from conformance.caseio import GENERATOR_VERSION, MANIFEST, Case, default_cotangent, dumps, sha256
+from conformance.files import write_atomic
 from conformance.floats import DTYPES, round_array
 from conformance.spec import legacy_reduction
 

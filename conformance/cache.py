@@ -16,6 +16,8 @@ import platform
 import shutil
 from pathlib import Path
 
+from .files import write_atomic
+
 OFF = "off"
 
 # what each framework is told, under the cache root's directory for this CPU; the frameworks key
@@ -92,8 +94,6 @@ def save_lane_seconds(seconds: dict[str, float]) -> None:
     where = root()
     if not where or not seconds:
         return
-    from .caseio import write_atomic
-
     known = {**lane_seconds(), **seconds}
     try:
         _private_dir(where)

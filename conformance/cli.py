@@ -76,7 +76,8 @@ def _backends(arg: str | None) -> list[str]:
 def cmd_cases(args) -> int:
     from cases.generator import write_store
 
-    from .caseio import dumps, golden_dir, verify_manifest, write_atomic
+    from .caseio import dumps, golden_dir, verify_manifest
+    from .files import write_atomic
 
     if args.action == "import":
         if args.source != "torch-opinfo":

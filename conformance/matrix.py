@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from . import cache, report, spec
+from .files import write_atomic
 from .record import FAILING, PASS, UNSUPPORTED, Tally
 
 # backend -> (its PyPI requirement, given a version; the versions of the published matrix)
@@ -136,8 +137,6 @@ def write(doc: dict, out_dir: Path) -> list[Path]:
         doc["plot"] = _plot(doc, out_dir / f"{name}.svg")
     except ImportError:
         doc["plot"] = None  # matplotlib is the bench extra's
-    from .caseio import write_atomic
-
     write_atomic(out_dir / f"{name}.json", json.dumps(doc, indent=1) + "\n")
     bs = blocks(doc)
     write_atomic(out_dir / f"{name}.md", report.to_markdown(bs))

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from . import spec
-from .caseio import write_atomic
+from .files import write_atomic
 from .floats import DTYPES, encode
 from .record import FAILING, Tally, known, unexpected
 

@@ -16,7 +16,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from . import spec
-from .caseio import write_atomic
+from .files import write_atomic
 from .record import FAILING, known
 
 MARK = "<!-- mmconf upstream draft -->"  # the first line of every draft: only such files are replaced

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from conformance.caseio import write_atomic
+from conformance.files import write_atomic
 
 from .base import Backend, Call, NoBackward, Output, kwargs_source
 

@@ -10,8 +10,9 @@ import time
 import pytest
 
 from conformance import report, runner
-from conformance.caseio import MAX_ELEMENTS, CaseError, load_cases, load_file, write_atomic
+from conformance.caseio import MAX_ELEMENTS, CaseError, load_cases, load_file
 from conformance.deviations import DeviationError, Deviations
+from conformance.files import write_atomic
 
 CASE = {"id": "mine/one", "dtype": "float32", "x": [[0.5, 1.5, -1.0]], "target": [1]}
 
