@@ -353,25 +353,15 @@ def _exact_grad(p, reduction, x, t, wy, margin, g):
 # shape.
 
 
-def _widened_scores(x, t, margin):
-    X = _widen(x, 0)
-    xy = jnp.take_along_axis(X, jnp.maximum(t, 0)[:, None], axis=1, mode="clip")[:, 0]
-    z = (_widen(margin, 0) - jnp.where(t >= 0, xy, jnp.nan))[:, None] + X  # NaN for an out-of-range target
-    return z, lax.broadcasted_iota(jnp.int32, z.shape, 1) == t[:, None]
-
-
 def _widened_value(p, reduction, x, t, wy, margin):
-    z, own = _widened_scores(x, t, margin)
-    h = jnp.maximum(z, 0)  # propagates NaN (MML-7.1)
-    terms = h * h if p == 2 else h
-    if wy is not None:
-        terms = _widen(wy, 0)[:, None] * terms  # per term, so inf * 0 is NaN (MML-2.4, MML-7.3)
-    losses = jnp.where(own, 0, terms).sum(axis=1) / x.shape[1]  # the target's own term is left out
+    """The fast path's formula on the inputs widened: every operation in float64."""
+    W = None if wy is None else _widen(wy, 0)
+    losses = _row_sums(p, _widen(x, 0), t, W, _widen(margin, 0), D=None, grad=False)[0]
     return _narrow(_reduce(losses, reduction), 0, x.dtype)
 
 
 def _widened_grad(p, reduction, x, t, wy, margin, g):
-    z, own = _widened_scores(x, t, margin)
+    z, own = _scores(_widen(x, 0), t, _widen(margin, 0))
     G = _widen(jnp.broadcast_to(g, (x.shape[0],)), 0)
     if wy is not None:
         G = G * _widen(wy, 0)

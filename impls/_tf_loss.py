@@ -366,26 +366,15 @@ def _exact_grad(p, reduction, x, t, wy, margin, g):
 # compiles for every shape.
 
 
-def _widened_scores(x, t, margin):
-    X = _widen(x, 0)
-    xy = tf.where(t >= 0, tf.gather(X, tf.maximum(t, 0), batch_dims=1), tf.constant(np.nan, tf.float64))
-    z = (_widen(margin, 0) - xy)[:, None] + X
-    return z, tf.range(tf.shape(x)[1])[None, :] == t[:, None]
-
-
 def _widened_value(p, reduction, x, t, wy, margin):
-    z, own = _widened_scores(x, t, margin)
-    h = tf.maximum(z, 0)  # propagates NaN (MML-7.1)
-    terms = h * h if p == 2 else h
-    if wy is not None:
-        terms = _widen(wy, 0)[:, None] * terms  # per term, so inf * 0 is NaN (MML-2.4, MML-7.3)
-    terms = tf.where(own, tf.zeros_like(terms), terms)  # the target's own term is left out (MML-2.2)
-    losses = tf.reduce_sum(terms, axis=1) / tf.cast(tf.shape(x)[1], tf.float64)
+    """The fast path's formula on the inputs widened: every operation in float64."""
+    W = None if wy is None else _widen(wy, 0)
+    losses = _row_losses(p, _widen(x, 0), t, W, _widen(margin, 0))
     return _narrow(_reduce(losses, reduction), 0, x.dtype)
 
 
 def _widened_grad(p, reduction, x, t, wy, margin, g):
-    z, own = _widened_scores(x, t, margin)
+    z, own = _scores(_widen(x, 0), t, _widen(margin, 0))
     G = _widen(tf.broadcast_to(g, tf.shape(t)), 0)
     if wy is not None:
         G = G * _widen(wy, 0)
