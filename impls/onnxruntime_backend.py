@@ -12,6 +12,7 @@ translation of aten.multi_margin_loss_backward (torch 2.13), so a deployed gradi
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.metadata
 import importlib.util
@@ -26,6 +27,20 @@ from .base import Backend, Call, NoBackward, Output, kwargs_source
 
 NO_GRADIENT = ("ONNX Runtime (inference) computes no gradient, and torch.onnx has no translation of "
                "aten.multi_margin_loss_backward")
+
+
+def _build_the_exporters_registry_once() -> None:
+    """torch.onnx.export builds its registry of ONNX translations (torchlib's ~5000 functions, each
+    parsed from its source) again for every export: 0.4 of an export's 0.7 s here. The registry is
+    the same every time and no export changes it (we pass no custom translations), so build it once
+    per process. The models exported are the same bytes (tests/unit/test_onnxruntime.py)."""
+    try:
+        from torch.onnx._internal.exporter._registration import ONNXRegistry
+    except ImportError:  # another torch: its exporter, as it is
+        return
+    build = ONNXRegistry.from_torchlib
+    if not hasattr(build, "cache_info"):
+        ONNXRegistry.from_torchlib = classmethod(functools.cache(build.__func__))
 
 
 class OnnxRuntimeBackend(Backend):
@@ -51,6 +66,7 @@ class OnnxRuntimeBackend(Backend):
 
         logging.getLogger("torch.onnx").setLevel(logging.ERROR)  # its progress lines, per export
         onnxruntime.set_default_logger_severity(3)
+        _build_the_exporters_registry_once()
         self._versions = f"torch {torch.__version__}, onnxscript {importlib.metadata.version('onnxscript')}"
 
     def version(self) -> str:

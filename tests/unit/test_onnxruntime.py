@@ -57,3 +57,21 @@ def test_a_negative_target_is_read_from_the_end():
     assert by_case["invalid/target-too-large"]["verdict"] == "pass"  # ONNX Runtime raises
     negative = by_case["invalid/target-negative"]
     assert negative["verdict"] == "fail" and negative["deviation"]["clause"] == "MML-10.9", negative
+
+
+def test_the_registry_built_once_exports_the_same_model(monkeypatch):
+    """The backend builds the exporter's translation registry once per process; an export then
+    gives the bytes of the exporter as shipped, which builds it for every export."""
+    from torch.onnx._internal.exporter._registration import ONNXRegistry
+
+    from conformance.runner import call_for
+    from impls import load_backend
+
+    backend = load_backend("onnxruntime")
+    backend.load()
+    ids = ("basic/2x3-p2-none", "options/p1-m0.1-weight-mean")
+    calls = [call_for(cases()[(i, "float32")], grad=False) for i in ids]
+    once = [backend._export(call) for call in calls]
+    assert ONNXRegistry.from_torchlib.cache_info().hits >= 1
+    monkeypatch.setattr(ONNXRegistry, "from_torchlib", classmethod(ONNXRegistry.from_torchlib.__wrapped__))
+    assert [backend._export(call) for call in calls] == once
