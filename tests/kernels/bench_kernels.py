@@ -2,6 +2,7 @@
 regression gate must catch the second), and one that crashes or hangs on chosen batch sizes (the
 harness must lose those rows only)."""
 
+import functools
 import os
 import signal
 import time
@@ -44,29 +45,33 @@ def torch_fast(input, target, **kw):
 
 
 def _slowed(fn, fraction):
-    import torch
-
     def busy(seconds):
         end, n = time.perf_counter() + seconds, 0
         while time.perf_counter() < end:
             n = (n * 1103515245 + 12345) % 2147483648  # real arithmetic, one core
 
-    class Slowed(torch.autograd.Function):
-        @staticmethod
-        def forward(ctx, input, target, kw):
-            start = time.perf_counter()
-            with torch.enable_grad():
-                ctx.x = input.detach().requires_grad_(input.requires_grad)
-                ctx.loss = fn(ctx.x, target, **kw)
-            busy(fraction * (time.perf_counter() - start))
-            return ctx.loss.detach()
+    @functools.cache
+    def function():  # made on first use: importing this module must not import torch (numpy workers)
+        import torch
 
-        @staticmethod
-        def backward(ctx, grad):
-            start = time.perf_counter()
-            (dx,) = torch.autograd.grad(ctx.loss, ctx.x, grad)
-            busy(fraction * (time.perf_counter() - start))
-            return dx, None, None
+        class Slowed(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, input, target, kw):
+                start = time.perf_counter()
+                with torch.enable_grad():
+                    ctx.x = input.detach().requires_grad_(input.requires_grad)
+                    ctx.loss = fn(ctx.x, target, **kw)
+                busy(fraction * (time.perf_counter() - start))
+                return ctx.loss.detach()
+
+            @staticmethod
+            def backward(ctx, grad):
+                start = time.perf_counter()
+                (dx,) = torch.autograd.grad(ctx.loss, ctx.x, grad)
+                busy(fraction * (time.perf_counter() - start))
+                return dx, None, None
+
+        return Slowed
 
     def slowed(input, target, **kw):
         if not input.requires_grad:
@@ -74,7 +79,7 @@ def _slowed(fn, fraction):
             out = fn(input, target, **kw)
             busy(fraction * (time.perf_counter() - start))
             return out
-        return Slowed.apply(input, target, kw)
+        return function().apply(input, target, kw)
 
     return slowed
 
