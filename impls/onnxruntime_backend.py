@@ -5,9 +5,10 @@ ONNX has no multi-margin operator: the exporter lowers the op through PyTorch's 
 (torch/_decomp) into GatherElements, Sub, Add, Clip, Mul, Where and Reduce nodes, which ONNX
 Runtime then runs with its own kernels. One model per call signature (shapes, dtypes, p, margin,
 reduction, weight or none), exported with static shapes as a deployed model is; the exports are
-kept in mmconf's cache directory (MMCONF_ONNX_CACHE, set by the runner), since each takes about a
-second. No gradient: ONNX Runtime's inference build has no autodiff, and torch.onnx has no
-translation of aten.multi_margin_loss_backward (torch 2.13), so a deployed gradient is no option.
+kept in mmconf's cache directory (MMCONF_ONNX_CACHE, set by the runner), since each takes a third
+of a second even with the exporter's registry built once per process. No gradient: ONNX Runtime's
+inference build has no autodiff, and torch.onnx has no translation of
+aten.multi_margin_loss_backward (torch 2.13), so a deployed gradient is no option.
 """
 
 from __future__ import annotations
