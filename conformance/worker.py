@@ -9,6 +9,7 @@ base64 of their raw bytes, so every bit, NaN payloads included, arrives as sent.
 
 from __future__ import annotations
 
+import atexit
 import base64
 import dataclasses
 import json
@@ -221,8 +222,10 @@ def serve(spec: str, handle=None, max_rss: float | None = MAX_RSS_MIB,
         proto.write(json.dumps(reply) + "\n")
         if "retire" in reply:
             break
-    # Every reply is written and every cache entry was written when it was made: skip the
-    # interpreter's teardown, which takes torch and TensorFlow about a second the parent waits for.
+    # Every reply is written and every cache entry was written when it was made: run the exit
+    # handlers (TensorFlow's delete its temporary files) but skip the rest of the interpreter's
+    # teardown, which takes torch and TensorFlow about a second the parent waits for.
+    atexit._run_exitfuncs()
     proto.flush()
     sys.stderr.flush()
     os._exit(0)
