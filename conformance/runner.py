@@ -435,7 +435,8 @@ def longest_first(descriptions: dict, modes=None, jobs: int = 1) -> list[Lane]:
     modes a backend shares work between (`shared_lane`) together. A lane that took more than its
     share of the last run (its seconds over all lanes' seconds / `jobs`) is split into shards of
     at least MIN_SHARD_SECONDS. The longest first, so that none is left to run alone at the end:
-    by the last run's durations, and before any are known, the modes that compile every case."""
+    by the last run's durations, and before any are known, the traced modes (which compile every
+    case)."""
     lanes = []
     for backend, d in descriptions.items():
         if "missing" in d:
@@ -454,8 +455,8 @@ def longest_first(descriptions: dict, modes=None, jobs: int = 1) -> list[Lane]:
         sharded += [Lane(lane.backend, lane.modes, k, shards) for k in range(shards)]
 
     def order(lane: Lane):
-        compiles = any(m in descriptions[lane.backend].get("compiled_modes", ()) for m in lane.modes)
-        return lane.whole in last, -last.get(lane.whole, 0.0) / lane.shards, not compiles
+        traced = any(m in descriptions[lane.backend]["traced_modes"] for m in lane.modes)
+        return lane.whole in last, -last.get(lane.whole, 0.0) / lane.shards, not traced
 
     return sorted(sharded, key=order)
 

@@ -107,7 +107,6 @@ class Backend:
     distribution = ""  # its pip distribution, for the version
     modes: tuple = ("eager",)
     traced_modes: tuple = ()  # modes that cannot raise on values (MML-10.9)
-    compiled_modes: tuple = ()  # modes that compile every new configuration: a cold run's long lanes
     shared_lane: tuple = ()  # modes that run each case in turn in one worker, where one reuses another's work
     capability_gaps: tuple = ()  # words of the framework's errors that mean "not implemented here"
     ours = False  # our own implementation of the spec (also checked by finite differences)
@@ -189,7 +188,6 @@ class Backend:
             "devices": devices,
             "modes": list(self.modes),
             "traced_modes": list(self.traced_modes),
-            "compiled_modes": list(self.compiled_modes),
             "shared_lane": list(self.shared_lane),
             "dtypes": {d: list(self.dtypes(d)) for d in devices},
             "ours": self.ours,

@@ -31,7 +31,6 @@ class JaxBackend(Backend):
     module = distribution = "jax"
     modes = ("eager", "jit")
     traced_modes = ("jit",)
-    compiled_modes = ("eager", "jit")  # XLA compiles each eager op for each new shape too
     ours = True
     description = "our jax.numpy implementation with a custom VJP (impls/jax_backend.py)"
     fn_import = "from impls.jax_backend import multi_margin_loss"

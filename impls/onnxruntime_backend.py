@@ -49,7 +49,6 @@ class OnnxRuntimeBackend(Backend):
     module = distribution = "onnxruntime"
     modes = ("export",)
     traced_modes = ("export",)  # a graph: an out-of-range target cannot raise before it runs
-    compiled_modes = ("export",)
     capability_gaps = ("Could not find an implementation for", "NOT_IMPLEMENTED")  # a kernel ORT lacks
     description = "torch.onnx.export(dynamo=True) of F.multi_margin_loss, run by ONNX Runtime"
 

@@ -36,7 +36,7 @@ class TensorFlowBackend(Backend):
     module = "tensorflow"
     distribution = "tensorflow"
     modes = ("eager", "function", "xla")
-    traced_modes = compiled_modes = ("function", "xla")
+    traced_modes = ("function", "xla")
     shared_lane = ("function", "xla")
     # TensorFlow's errors for a dtype its kernels lack on a device
     capability_gaps = ("Could not find device for node", "No OpKernel was registered",

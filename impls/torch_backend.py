@@ -86,7 +86,6 @@ class TorchBackend(Backend):
     capability_gaps = ("not implemented for 'Half'", "not implemented for 'BFloat16'",
                        "expected scalar type Long but found Int")  # the last: int32 targets (MML-1.5)
     modes = ("eager", "compile")
-    compiled_modes = ("compile",)
     description = ("torch.nn.functional.multi_margin_loss: the ATen kernel (eager) and the "
                    "torch/_decomp decomposition compiled by Inductor (compile)")
     fn_import = "import torch.nn.functional as F"

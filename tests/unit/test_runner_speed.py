@@ -58,16 +58,16 @@ def test_lanes_and_caches_change_no_record(tmp_path, monkeypatch, backend, mode,
 
 def test_lanes_run_longest_first_and_the_longest_in_shards(tmp_path, monkeypatch):
     monkeypatch.setenv("MMCONF_CACHE_DIR", str(tmp_path))
-    descriptions = {"numpy": {"modes": ["eager"], "compiled_modes": []},
-                    "jax": {"modes": ["eager", "jit"], "compiled_modes": ["jit"]},
-                    "tensorflow": {"modes": ["eager", "function", "xla"], "compiled_modes": ["function", "xla"],
+    descriptions = {"numpy": {"modes": ["eager"], "traced_modes": []},
+                    "jax": {"modes": ["eager", "jit"], "traced_modes": ["jit"]},
+                    "tensorflow": {"modes": ["eager", "function", "xla"], "traced_modes": ["function", "xla"],
                                    "shared_lane": ["function", "xla"]},
                     "paddle": {"missing": "no"}}
 
     def names(*args):
         return [lane.name for lane in runner.longest_first(descriptions, *args)]
 
-    # before any durations are known: the lanes that compile every case first
+    # before any durations are known: the traced lanes first
     assert names() == ["jax/jit", "tensorflow/function+xla", "numpy/eager", "jax/eager", "tensorflow/eager"]
     assert names(["jit", "xla"]) == ["jax/jit", "tensorflow/xla"]  # a shared lane of one mode is that mode's
     cache.save_lane_seconds({"jax/jit": 100.0, "jax/eager": 200.0, "numpy/eager": 10.0, "tensorflow/eager": 90.0,
