@@ -374,11 +374,7 @@ def _widened_value(p, reduction, x, t, wy, margin):
 
 
 def _widened_grad(p, reduction, x, t, wy, margin, g):
-    z, own = _scores(_widen(x, 0), t, _widen(margin, 0))
-    G = _widen(tf.broadcast_to(g, tf.shape(t)), 0)
-    if wy is not None:
-        G = G * _widen(wy, 0)
-    d = (G / _divisor(reduction, x, tf.float64))[:, None] * _slopes(tf.maximum(z, 0), p)
-    d = tf.where(own, tf.zeros_like(d), d)
-    total = tf.reduce_sum(d, axis=1)  # each target element is minus its row's others (MML-8.3)
-    return tf.where(own, _narrow(-total, 0, x.dtype)[:, None], _narrow(d, 0, x.dtype))
+    """The fast path's gradient on the inputs widened: every operation in float64."""
+    W = None if wy is None else _widen(wy, 0)
+    dx = _grad(p, _widen(x, 0), t, W, _widen(margin, 0), _divisor(reduction, x, tf.float64), _widen(g, 0))
+    return _narrow(dx, 0, x.dtype)
