@@ -5,8 +5,9 @@ Markers: one per backend (`-m torch`) and one per check (`-m grad`); `-k` select
 Each lane (a backend's mode, or modes that share work; conformance.runner.Lane) runs in its own
 worker process, as `mmconf run` does, with mmconf's compilation caches. Under pytest-xdist's
 `--dist loadgroup`, each lane's tests go to one xdist worker, the longest lanes first
-(`pytest_xdist_make_scheduler` below), so that a framework is loaded and a case run once. Expected
-deviations are strict xfails; entries that match no collected test are reported as stale at the end.
+(`pytest_xdist_make_scheduler` below), so that a framework is loaded and a case run once; each
+other test module's tests go to one worker too. Expected deviations are strict xfails; entries
+that match no collected test are reported as stale at the end.
 
 Options: --mmconf-backends a,b (default: all registered), --mmconf-cases FILE (repeatable: more
 cases beside the golden ones), --mmconf-timeout SECONDS (per case, default 120).
@@ -88,17 +89,18 @@ def _jobs(config) -> int:
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config, log):
     """xdist hook: `--dist loadgroup` that keeps each lane's tests on one worker, the lanes in the
-    order collected (the longest first); other tests as xdist's loadgroup would place them.
-    xdist groups by a suffix it writes into each test's node id, which pytest 9.2's structured ids
-    no longer take (pytest-dev/pytest-xdist#1386): every worker then started every lane and ran
-    its cases, a case once for each of its checks. A lane is known here from the test's own id."""
+    order collected (the longest first), and each other test module's tests on one worker, so
+    that its module-scoped fixtures run once. xdist groups by a suffix it writes into each test's
+    node id, which pytest 9.2's structured ids no longer take (pytest-dev/pytest-xdist#1386):
+    every worker then started every lane and ran its cases, a case once for each of its checks,
+    and `xdist_group` marks group nothing. A lane is known here from the test's own id."""
     if config.getvalue("dist") != "loadgroup":
         return None
-    from xdist.scheduler import LoadGroupScheduling
+    from xdist.scheduler import LoadScopeScheduling
 
-    class LaneScheduling(LoadGroupScheduling):
+    class LaneScheduling(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
-            return _lane_of(config, nodeid) or super()._split_scope(nodeid)
+            return _lane_of(config, nodeid) or nodeid.partition("::")[0]
 
     config.option.loadscopereorder = False  # xdist would put the lanes with most tests first
     return LaneScheduling(config, log)

@@ -263,7 +263,6 @@ def tiny(tmp_path_factory):
 
 
 @needs_bench
-@pytest.mark.xdist_group("bench")
 def test_tiny_run_writes_well_formed_output(tiny):
     d = json.loads((tiny / "bench.json").read_text())
     assert report.is_bench(d) and d["baseline_found"]
@@ -291,7 +290,6 @@ def test_tiny_run_writes_well_formed_output(tiny):
 
 
 @needs_bench
-@pytest.mark.xdist_group("bench")
 def test_report_merges_runs_of_two_machines(tiny, tmp_path):
     d = json.loads((tiny / "bench.json").read_text())
     paths = []

@@ -123,15 +123,19 @@ def test_cache_is_private_and_keyed_by_cpu(tmp_path, monkeypatch):
     assert "JAX_COMPILATION_CACHE_DIR" not in cache.worker_env({})
 
 
-def test_pytest_runs_each_lane_on_one_xdist_worker():
+def test_pytest_runs_each_lane_and_each_unit_module_on_one_xdist_worker():
     """Under `pytest -n 2` a lane's tests all run on one worker, which loads its framework and
-    runs its cases once (xdist's own loadgroup spreads them over all workers on pytest 9.2)."""
+    runs its cases once, and so do a unit module's tests, whose module fixtures then run once
+    (xdist's own loadgroup spreads them over all workers on pytest 9.2)."""
     kernel = "check:numpy:tests.kernels.numpy_kernels:correct"
-    args = ["-n", "2", "-v", "-p", "no:cacheprovider", "tests/conformance", "--mmconf-backends", f"numpy,{kernel}",
-            "-k", "basic/"]
+    modules = ["tests/unit/test_spec.py", "tests/unit/test_floats.py"]  # 72 quick tests
+    args = ["-n", "2", "-v", "-p", "no:cacheprovider", "tests/conformance", *modules,
+            "--mmconf-backends", f"numpy,{kernel}", "-k", "basic/ or test_spec or test_floats"]
     r = subprocess.run([sys.executable, "-m", "pytest", *args], capture_output=True, text=True)
     assert r.returncode == 0, r.stdout[-2000:]
     workers: dict = {}
     for worker, backend in re.findall(r"^\[(gw\d+)\] .*PASSED .*?\[(\S+?)-cpu-", r.stdout, re.M):
         workers.setdefault(backend, set()).add(worker)
-    assert set(workers) == {"numpy", kernel} and all(len(w) == 1 for w in workers.values()), workers
+    for worker, module in re.findall(r"^\[(gw\d+)\] .*PASSED (tests/unit/\S+?\.py)::", r.stdout, re.M):
+        workers.setdefault(module, set()).add(worker)
+    assert set(workers) == {"numpy", kernel, *modules} and all(len(w) == 1 for w in workers.values()), workers
