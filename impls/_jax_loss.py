@@ -373,14 +373,21 @@ def _widened_grad(p, reduction, x, t, wy, margin, g):
 # --- the differentiable function ------------------------------------------------------------------
 
 
-def _choose(fast, fast_result, exact_result):
-    """The fast result where `fast`, else the exact one. The exact path needs float64: without
+def _choose(fast, fast_result, exact_path, *args):
+    """fast_result() where `fast`, else exact_path(*args). The exact path needs float64: without
     JAX's x64 mode the fast path is all there is."""
     if not jax.config.read("jax_enable_x64"):
         return fast_result()
     if not isinstance(fast, jax.core.Tracer):  # eager: lax.cond would compile both branches every call
-        return fast_result() if fast else exact_result()
-    return lax.cond(fast, fast_result, exact_result)
+        return fast_result() if fast else _compiled(exact_path)(*args)
+    return lax.cond(fast, fast_result, lambda: exact_path(*args))
+
+
+@functools.cache
+def _compiled(exact_path):
+    """The exact path for eager calls, compiled as one function per shape: op by op, each of its
+    hundreds of operations would be compiled for every new shape, ten times the work."""
+    return jax.jit(exact_path, static_argnums=(0, 1))
 
 
 def _forward(p, reduction, x, t, wy, margin, grad: bool):
@@ -388,7 +395,7 @@ def _forward(p, reduction, x, t, wy, margin, grad: bool):
     rows = _fast_rows(p, reduction, x, t, wy, margin, grad)
     value = _reduce(rows[0], reduction)
     fast = _fast_is_exact(reduction, x, t, wy, margin, losses=rows[0], value=value)
-    value = _choose(fast, lambda: value.astype(x.dtype), lambda: _exact_value(p, reduction, x, t, wy, margin))
+    value = _choose(fast, lambda: value.astype(x.dtype), _exact_value, p, reduction, x, t, wy, margin)
     return value, ((x, t, wy, margin, rows[1], fast) if grad else None)
 
 
@@ -412,7 +419,7 @@ def _loss_bwd(p, reduction, residuals, cotangent):
     g = cotangent.astype(margin.dtype)
     fast &= _fast_is_exact(reduction, x, t, wy, margin, g=g, g_sums=g * unit_sums)
     dx = _choose(fast, lambda: _grad(p, x, t, wy, margin, D, g, unit_sums).astype(x.dtype),
-                 lambda: _exact_grad(p, reduction, x, t, wy, margin, cotangent))
+                 _exact_grad, p, reduction, x, t, wy, margin, cotangent)
     return dx, None, None, None
 
 

@@ -1,8 +1,9 @@
 """Our JAX implementation of the spec (impls/_jax_loss.py), and its adapter.
 
-Modes: `eager` (op by op) and `jit` (one compiled function per static configuration, where an
-out-of-range target gives NaN instead of raising, MML-10.9). float64 needs JAX's x64 mode, which
-`load()` turns on; float32 inputs still compute in float32.
+Modes: `eager` (op by op, but for the exact path that rare calls take: one function compiled per
+shape) and `jit` (one compiled function per static configuration, where an out-of-range target
+gives NaN instead of raising, MML-10.9). float64 needs JAX's x64 mode, which `load()` turns on;
+float32 inputs still compute in float32.
 """
 
 from __future__ import annotations

@@ -105,6 +105,37 @@ def test_jax_prepare_compiles_once():
     assert r.returncode == 0 and r.stdout.strip() == "ok", r.stdout + r.stderr
 
 
+@needs_jax
+def test_jax_eager_compiles_the_exact_path_as_one_function():
+    """An eager call that needs the exact path compiles it once for the shape (the value's and the
+    gradient's), not each of its hundreds of operations."""
+    r = python("""
+        import jax
+        jax.config.update("jax_enable_x64", True)
+        import jax.numpy as jnp
+        import numpy as np
+        from jax import monitoring
+        from impls import _jax_loss
+
+        compiles = []
+        monitoring.register_event_duration_secs_listener(
+            lambda event, secs, **kw: event == "/jax/core/compile/backend_compile_duration" and compiles.append(1))
+
+        def value_and_grad(x, t):
+            value, vjp = jax.vjp(lambda x: _jax_loss.multi_margin_loss(x, t, p=2, margin=0.0, reduction="sum"), x)
+            return value, vjp(jnp.ones_like(value))[0]
+
+        t = np.arange(3) % 4
+        ordinary = np.linspace(-3, 2, 12, dtype=np.float32).reshape(3, 4)
+        value_and_grad(ordinary, t)  # the fast path's operations, compiled for this shape
+        before = len(compiles)
+        value_and_grad(ordinary * np.float32(1e-30), t)  # the same shape, tiny: the exact path is what is new
+        assert len(compiles) - before == 2, len(compiles) - before
+        print("ok")
+    """)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stdout + r.stderr
+
+
 GUARD_CODE = textwrap.dedent("""
     import numpy as np
     for dt in (np.float32, np.float64):
