@@ -145,24 +145,20 @@ def encode(v: float) -> str:
     return mantissa.rstrip("0").rstrip(".") + "p" + exponent  # '0x1.8p+1', not '0x1.8000000000000p+1'
 
 
+_NAMED = {"nan": math.nan, "+nan": math.nan, "-nan": math.nan, "inf": math.inf, "+inf": math.inf,
+          "infinity": math.inf, "+infinity": math.inf, "-inf": -math.inf, "-infinity": -math.inf}
+
+
 def decode(s) -> float:
     """Inverse of encode; also takes plain JSON numbers. Raises ValueError on anything else."""
-    if isinstance(s, bool):
-        raise ValueError(f"expected a number, got {s!r}")
-    if isinstance(s, (int, float)):
-        return float(s)
     if isinstance(s, str):
         t = s.strip().lower()
-        if t in ("nan", "+nan", "-nan"):
-            return math.nan
-        if t in ("inf", "+inf", "infinity", "+infinity"):
-            return math.inf
-        if t in ("-inf", "-infinity"):
-            return -math.inf
         try:
-            return float.fromhex(t) if "0x" in t else float(t)
+            return float.fromhex(t) if "0x" in t else _NAMED[t] if t in _NAMED else float(t)
         except ValueError:
             pass
+    elif isinstance(s, (int, float)) and not isinstance(s, bool):
+        return float(s)
     raise ValueError(f"expected a number, 'nan', 'inf', '-inf' or a hex float string, got {s!r}")
 
 
@@ -190,20 +186,20 @@ def check_nesting(data) -> None:
 
 def decode_array(data) -> np.ndarray:
     """Nested lists of numbers / strings to a float64 array; raises ValueError naming the problem."""
-    check_nesting(data)
-    return _decode_array(data)
+    return _decode_array(data, 0)
 
 
-def _decode_array(data) -> np.ndarray:
-    if isinstance(data, (list, tuple)):
-        rows = [_decode_array(item) for item in data]
-        shapes = {r.shape for r in rows}
-        if len(shapes) > 1:
-            raise ValueError("ragged nested list: rows have different lengths")
-        if not rows:
-            return np.zeros((0,), dtype=np.float64)
-        return np.stack(rows)
-    return np.array(decode(data), dtype=np.float64)
+def _decode_array(data, depth: int) -> np.ndarray:
+    if not isinstance(data, (list, tuple)):
+        return np.array(decode(data), dtype=np.float64)
+    if depth >= MAX_NESTING:
+        raise ValueError(f"lists nested too deeply (more than {MAX_NESTING} levels)")
+    if not any(isinstance(item, (list, tuple)) for item in data):  # a row: one array, not one per number
+        return np.array([decode(item) for item in data], dtype=np.float64)
+    rows = [_decode_array(item, depth + 1) for item in data]
+    if len({r.shape for r in rows}) > 1:
+        raise ValueError("ragged nested list: rows have different lengths")
+    return np.stack(rows)
 
 
 # --- ULP distance ---------------------------------------------------------------------------------
