@@ -173,6 +173,10 @@ def encode_array(a) -> list | str:
 MAX_NESTING = 32  # list levels a value may have: decoding recurses once per level
 
 
+def _too_deep() -> ValueError:
+    return ValueError(f"lists nested too deeply (more than {MAX_NESTING} levels)")
+
+
 def check_nesting(data) -> None:
     """ValueError if lists nest deeper than MAX_NESTING (looked at without recursion)."""
     stack = [(data, 0)]
@@ -180,7 +184,7 @@ def check_nesting(data) -> None:
         item, depth = stack.pop()
         if isinstance(item, (list, tuple)):
             if depth >= MAX_NESTING:
-                raise ValueError(f"lists nested too deeply (more than {MAX_NESTING} levels)")
+                raise _too_deep()
             stack.extend((i, depth + 1) for i in item)
 
 
@@ -193,7 +197,7 @@ def _decode_array(data, depth: int) -> np.ndarray:
     if not isinstance(data, (list, tuple)):
         return np.array(decode(data), dtype=np.float64)
     if depth >= MAX_NESTING:
-        raise ValueError(f"lists nested too deeply (more than {MAX_NESTING} levels)")
+        raise _too_deep()
     if not any(isinstance(item, (list, tuple)) for item in data):  # a row: one array, not one per number
         return np.array([decode(item) for item in data], dtype=np.float64)
     rows = [_decode_array(item, depth + 1) for item in data]
