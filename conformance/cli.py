@@ -242,7 +242,7 @@ def cmd_check(args) -> int:
         os.environ["MMCONF_FULLGRAPH"] = "1"  # read by the adapter in the worker, which inherits it
     cases = _select_cases(args)
     doc = run([spec_name], cases, devices=_split(args.devices), modes=_split(args.modes), jobs=1,
-              timeout=args.timeout, log_dir=Path(tempfile.mkdtemp(prefix="mmconf-check-")), progress=_progress())
+              timeout=args.timeout, progress=_progress())
     if args.json:
         report.write_results(doc, Path(args.json))
     desc = doc["backends"][spec_name]
@@ -288,7 +288,7 @@ def cmd_fuzz(args) -> int:
     from .runner import Session
 
     seed = None if args.seed == "random" else int(args.seed)
-    session = Session(timeout=args.timeout, log_dir=Path(tempfile.mkdtemp(prefix="mmconf-fuzz-")))
+    session = Session(timeout=args.timeout)
     failed = False
     try:
         for backend in _backends(args.backends):

@@ -94,8 +94,12 @@ def fuzz(backend: str, examples: int = 100, seed: int | None = 0, session: Sessi
          devices=None, modes=None, progress=None) -> dict:
     """Fuzz one backend; returns {'examples': n, 'explained': k, 'failure': None or {...}}.
     `progress(stats)` is called every PROGRESS_EVERY examples (a soak runs for hours)."""
-    own = session is None
-    session = session or Session()
+    if session is None:  # one of our own, closed (its workers and their logs gone) when done
+        session = Session()
+        try:
+            return fuzz(backend, examples, seed, session, devices, modes, progress)
+        finally:
+            session.close()
     desc = session.describe(backend)
     if "missing" in desc:
         return {"backend": backend, "missing": desc["missing"]}
@@ -133,7 +137,4 @@ def fuzz(backend: str, examples: int = 100, seed: int | None = 0, session: Sessi
         test()
     except Mismatch as m:
         failure = {"case": case_entry(m.case), "records": m.records}
-    finally:
-        if own:
-            session.close()
     return {"backend": backend, **stats, "failure": failure}

@@ -12,6 +12,7 @@ import json
 import math
 import os
 import platform
+import shutil
 import sys
 import tempfile
 import threading
@@ -85,8 +86,10 @@ class Session:
 
     def __init__(self, timeout: float = 120.0, log_dir: Path | None = None, python: str | None = None,
                  env: dict | None = None):
-        # one private directory for the workers' logs, never a fixed name in a shared one
+        # one private directory for the workers' logs, never a fixed name in a shared one; one the
+        # session made itself goes when it closes (a crash's record holds its log's last lines)
         self.timeout, self.log_dir = timeout, log_dir or Path(tempfile.mkdtemp(prefix="mmconf-logs-"))
+        self._own_log_dir = log_dir is None
         self.python, self.env = python, cache.worker_env(env)  # another environment's (mmconf matrix)
         self._workers: dict[tuple, Worker] = {}  # (backend, lane name): a lane's worker
         self._locks: dict[tuple, threading.Lock] = {}
@@ -106,6 +109,8 @@ class Session:
                 if lane is not None and spare in self._workers:
                     self._workers[key], self._locks[key] = self._workers.pop(spare), self._locks.pop(spare)
                 else:
+                    if self._own_log_dir and not self.log_dir.is_dir():  # closed before: a new one
+                        self.log_dir = Path(tempfile.mkdtemp(prefix="mmconf-logs-"))
                     log_dir = self.log_dir if lane is None else self.log_dir / lane.replace("/", "-")
                     self._workers[key] = Worker(backend, timeout=self.timeout, log_dir=log_dir, env=self.env,
                                                 python=self.python)
@@ -225,10 +230,15 @@ class Session:
         return records
 
     def close(self, backend: str | None = None, lane: str | None = None) -> None:
-        """Close every worker, or the one of a backend's lane."""
+        """Close every worker (the session starts new ones if used again), or the one of a
+        backend's lane."""
         for (b, name), w in list(self._workers.items()):
             if backend is None or (b, name) == (backend, lane):
                 w.close()
+        if backend is None:
+            self._workers.clear()
+            if self._own_log_dir:
+                shutil.rmtree(self.log_dir, ignore_errors=True)
 
 
 class Timings:

@@ -178,9 +178,25 @@ def test_processes_a_kernel_starts_do_not_outlive_the_run(tmp_path):
     pytest.fail(f"the kernel's child {pid} outlived the run")
 
 
-def test_worker_logs_go_to_a_private_directory():
+def test_worker_logs_go_to_a_private_directory_that_the_session_removes(tmp_path):
+    from conformance.caseio import load_golden
+
+    case = load_golden()[0]
     session = runner.Session()
-    assert session.log_dir.stat().st_mode & 0o777 == 0o700 and session.log_dir.name.startswith("mmconf-logs-")
+    first = session.log_dir
+    assert first.stat().st_mode & 0o777 == 0o700 and first.name.startswith("mmconf-logs-")
+    session.run_case("numpy", "cpu", "eager", case)
+    assert any(first.rglob("worker-*.log"))
+    session.close()
+    assert not first.exists()  # nothing of a run left in the shared temporary directory
+    session.run_case("numpy", "cpu", "eager", case)  # used again: a new private directory
+    assert session.log_dir != first and session.log_dir.stat().st_mode & 0o777 == 0o700
+    session.close()
+    assert not session.log_dir.exists()
+    given = runner.Session(log_dir=tmp_path / "logs")  # where the user asked for them: kept
+    given.run_case("numpy", "cpu", "eager", case)
+    given.close()
+    assert any((tmp_path / "logs").rglob("worker-*.log"))
 
 
 # --- runs -------------------------------------------------------------------------------------------------
