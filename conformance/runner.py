@@ -81,6 +81,10 @@ def request_for(case: Case, device: str, mode: str, grad: bool) -> dict:
             "arrays": {k: pack(v) for k, v in arrays.items()}}
 
 
+def _private_log_dir() -> Path:
+    return Path(tempfile.mkdtemp(prefix="mmconf-logs-"))  # mode 0700, a fresh name
+
+
 class Session:
     """The worker processes of one run, started on first use, one lock each."""
 
@@ -88,7 +92,7 @@ class Session:
                  env: dict | None = None):
         # one private directory for the workers' logs, never a fixed name in a shared one; one the
         # session made itself goes when it closes (a crash's record holds its log's last lines)
-        self.timeout, self.log_dir = timeout, log_dir or Path(tempfile.mkdtemp(prefix="mmconf-logs-"))
+        self.timeout, self.log_dir = timeout, log_dir or _private_log_dir()
         self._own_log_dir = log_dir is None
         self.python, self.env = python, cache.worker_env(env)  # another environment's (mmconf matrix)
         self._workers: dict[tuple, Worker] = {}  # (backend, lane name): a lane's worker
@@ -110,7 +114,7 @@ class Session:
                     self._workers[key], self._locks[key] = self._workers.pop(spare), self._locks.pop(spare)
                 else:
                     if self._own_log_dir and not self.log_dir.is_dir():  # closed before: a new one
-                        self.log_dir = Path(tempfile.mkdtemp(prefix="mmconf-logs-"))
+                        self.log_dir = _private_log_dir()
                     log_dir = self.log_dir if lane is None else self.log_dir / lane.replace("/", "-")
                     self._workers[key] = Worker(backend, timeout=self.timeout, log_dir=log_dir, env=self.env,
                                                 python=self.python)
