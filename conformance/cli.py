@@ -589,8 +589,8 @@ def main(argv=None) -> int:
     p.add_argument("--modes", help="comma-separated modes (default: every mode of each backend)")
     p.add_argument("--json", help="where to write the results JSON (default: OUT/results.json)")
     p.add_argument("--out", help="report directory (default: reports/latest)")
-    p.add_argument("--jobs", type=int, help="lanes (a backend's mode, or modes that share work, each in its own "
-                   "worker process) run at once (default: the number of CPUs)")
+    p.add_argument("--jobs", type=int, help="worker processes at once, each running a lane (a backend's mode, or "
+                   "modes that share work) or helping one (default: the number of CPUs)")
     p.add_argument("--timeout", type=float, default=120.0, help="seconds a case may take (default 120)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run from its journal "
                    "(RESULTS.partial.jsonl beside the results file) instead of starting over")
@@ -679,7 +679,7 @@ def main(argv=None) -> int:
     p.add_argument("backend")
     p.add_argument("--versions", help="comma-separated releases (default: those of the published matrix)")
     _add_case_selection(p)
-    p.add_argument("--jobs", type=int, help="lanes at once (default: the number of CPUs)")
+    p.add_argument("--jobs", type=int, help="worker processes at once (default: the number of CPUs)")
     p.add_argument("--out", default="reports/matrix")
     p.set_defaults(fn=cmd_matrix)
 

@@ -82,11 +82,12 @@ def timing_table(doc: dict):
     if not t:
         return None
     parts = list(Timings.PARTS)
-    rows = [[r["backend"], r["device"], r["mode"], r["cases"], *(f"{r[p]:.1f}" for p in parts),
+    rows = [[r["backend"], r["device"], r["mode"], r["cases"], r.get("workers", ""), *(f"{r[p]:.1f}" for p in parts),
              f"{sum(r[p] for p in parts):.1f}"] for r in sorted(t["rows"], key=lambda r: -sum(r[p] for p in parts))]
     note = (f"Seconds, summed over each row's requests; the run took {t['wall_s']:.0f} s of wall time with "
-            f"{t['jobs']} lane(s) at once. " + "; ".join(f"{p}: {what}" for p, what in Timings.PARTS.items()) + ".")
-    return ["backend", "device", "mode", "cases", *parts, "total"], rows, note
+            f"{t['jobs']} worker process(es) at once; workers: the worker processes that ran the row (a lane's "
+            "first and its helpers). " + "; ".join(f"{p}: {what}" for p, what in Timings.PARTS.items()) + ".")
+    return ["backend", "device", "mode", "cases", "workers", *parts, "total"], rows, note
 
 
 def _by_row(records) -> dict[str, list]:

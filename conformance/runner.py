@@ -17,6 +17,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +30,10 @@ from .deviations import Deviations
 from .record import FAILING
 from .worker import Worker, WorkerDied, pack, unpack
 
-MIN_SHARD_SECONDS = 60.0  # a shard costs a worker start and a framework import: a lane is split into shards this long
+# a shard or a helper costs a worker start, a framework import and its first compile: a lane gets
+# another worker only for work expected to take this long
+MIN_SHARD_SECONDS = 60.0
+HELPER_POLL_S = 0.2  # how often a job with nothing to start looks for a lane worth helping
 CRASH_LIMIT = 8  # crashes in a row, all alike, after which a backend's device and mode get fewer requests
 PROBE = 16  # ... one in this many, until one is answered
 
@@ -259,6 +263,7 @@ class Timings:
         "judge": "judging the results against the reference",
         "repro": "writing repros of failures",
     }
+    COUNTS = ("cases", "workers")  # cases run, and worker processes that ran them (a lane's helpers too)
 
     def __init__(self):
         self.seconds: dict[tuple, dict[str, float]] = {}
@@ -283,16 +288,16 @@ class Timings:
         loads = {w[0]: s for w, s in self.seconds.items() if w[1] is None}
         for where, parts in sorted((w, s) for w, s in self.seconds.items() if w[1] is not None):
             row = {"backend": where[0], "device": where[1], "mode": where[2], **{p: 0.0 for p in self.PARTS},
-                   "cases": 0}
+                   **dict.fromkeys(self.COUNTS, 0)}
             for part, amount in parts.items():
                 row[part] += amount
             if where[0] in loads:
                 row["start"] += loads.pop(where[0]).get("start", 0.0)
             rows[where] = row
         for backend, parts in loads.items():  # a backend that never ran a case
-            rows[(backend, "", "")] = {"backend": backend, "device": "", "mode": "", "cases": 0,
+            rows[(backend, "", "")] = {"backend": backend, "device": "", "mode": "", **dict.fromkeys(self.COUNTS, 0),
                                        **{p: parts.get(p, 0.0) for p in self.PARTS}}
-        return [{**{k: round(v, 3) if k in self.PARTS else v for k, v in r.items()}, "cases": int(r["cases"])}
+        return [{k: round(v, 3) if k in self.PARTS else int(v) if k in self.COUNTS else v for k, v in r.items()}
                 for r in rows.values()]
 
 
@@ -375,28 +380,54 @@ def run(backends: list[str], cases: list[Case], devices=None, modes=None, jobs: 
     lock = threading.Lock()
     lane_seconds: dict[str, float] = {}
     descriptions: dict[str, dict] = {}
+    queues: list[_LaneQueue] = []
 
-    def one_lane(lane: Lane) -> None:
-        lane_started = time.perf_counter()
-        work = lane.work(session.describe(lane.backend), cases, devices)
-        for k, (device, mode, case) in enumerate(work):
-            if (lane.backend, device, mode, case.dtype, case.id) not in done:
-                out = session.run_case(lane.backend, device, mode, case, lane.name)
-                with lock:
-                    records.extend(out)
-                    if sink:
-                        _write_task(sink, out)
-            if progress:
-                with lock:
-                    progress(lane.name, k + 1, len(work))
-        session.close(lane.backend, lane.name)
-        with lock:  # a sharded lane's shards add up
-            lane_seconds[lane.whole] = lane_seconds.get(lane.whole, 0.0) + time.perf_counter() - lane_started
+    def take() -> tuple[_LaneQueue, str] | None:
+        """A lane not started yet, the longest first; once all are, the lane with the most work
+        left, if a helper would pay for its start; None when no work is left to take."""
+        while True:
+            with lock:
+                for q in queues:
+                    if not q.workers:
+                        return q, q.join()
+                left = [q for q in queues if q.units]
+                if not left:
+                    return None
+                q = max(left, key=_LaneQueue.seconds_left)
+                if q.seconds_left() > MIN_SHARD_SECONDS:
+                    return q, q.join()
+            time.sleep(HELPER_POLL_S)
+
+    def serve() -> None:
+        """One job: lanes in turn, each in a worker process of its own, until no work is left."""
+        while (taken := take()) is not None:
+            q, worker = taken
+            began, seen = time.perf_counter(), set()
+            while (unit := q.next_unit(lock)) is not None:
+                for device, mode, case in unit:
+                    if (device, mode) not in seen:  # a worker of this row: the timings count them
+                        seen.add((device, mode))
+                        session.timings.add((q.lane.backend, device, mode), "workers", 1)
+                    if (q.lane.backend, device, mode, case.dtype, case.id) not in done:
+                        out = session.run_case(q.lane.backend, device, mode, case, worker)
+                        with lock:
+                            records.extend(out)
+                            if sink:
+                                _write_task(sink, out)
+                    with lock:
+                        q.done += 1
+                        if progress:
+                            progress(q.lane.whole, q.done, q.total)
+            session.close(q.lane.backend, worker)
+            with lock:  # a lane's workers add up
+                lane_seconds[q.lane.whole] = lane_seconds.get(q.lane.whole, 0.0) + time.perf_counter() - began
 
     try:
         with ThreadPoolExecutor(max_workers=jobs) as pool:
             descriptions = dict(zip(backends, pool.map(session.describe, backends)))
-            for f in [pool.submit(one_lane, lane) for lane in longest_first(descriptions, modes, jobs)]:
+            queues += [_LaneQueue(lane, descriptions[lane.backend], cases, devices)
+                       for lane in longest_first(descriptions, modes)]
+            for f in [pool.submit(serve) for _ in range(jobs)]:
                 f.result()
     finally:
         session.close()
@@ -418,11 +449,36 @@ def run(backends: list[str], cases: list[Case], devices=None, modes=None, jobs: 
     }
 
 
+def alike(case: Case) -> tuple:
+    """What a compiler specialises a function on besides sizes: alike cases run in one worker,
+    where a compiler of dynamic shapes (torch.compile's) compiles once for all of them."""
+    return (case.dtype, case.p, case.reduction, case.weight is None, repr(case.legacy), bool(case.error),
+            np.ndim(case.x), case.noncontiguous)
+
+
+def groups(cases: list[Case]) -> list[list[Case]]:
+    """The cases in groups of alike ones, in the order each group first appears."""
+    out: dict[tuple, list[Case]] = {}
+    for c in cases:
+        out.setdefault(alike(c), []).append(c)
+    return list(out.values())
+
+
+def deal(cases: list[Case], n: int) -> list[list[Case]]:
+    """The cases in n shards of near-equal size, alike cases together, each in the cases' order."""
+    load, shard_of = [0] * n, {}
+    for g in sorted(groups(cases), key=len, reverse=True):
+        k = load.index(min(load))
+        load[k] += len(g)
+        shard_of.update((id(c), k) for c in g)
+    return [[c for c in cases if shard_of[id(c)] == k] for k in range(n)]
+
+
 @dataclass(frozen=True)
 class Lane:
     """What one worker process runs: a backend's modes, each case through all of them in turn
     (modes that share work, such as TensorFlow's function and xla, which compiles the function
-    mode's trace), and of a lane split into shards, every `shards`-th case from the `shard`-th."""
+    mode's trace), and of a lane split into shards, the `shard`-th of deal(cases, shards)."""
 
     backend: str
     modes: tuple
@@ -440,17 +496,47 @@ class Lane:
 
     def work(self, desc: dict, cases: list[Case], devices=None) -> list[tuple[str, str, Case]]:
         """The (device, mode, case) triples this lane runs, in order."""
-        mine = cases[self.shard::self.shards]
+        mine = cases if self.shards == 1 else deal(cases, self.shards)[self.shard]
         return [(d, m, c) for d in desc["devices"] if not devices or d in devices for c in mine for m in self.modes]
+
+
+class _LaneQueue:
+    """A lane's work in `mmconf run`, as units that its workers take in turn: a group of alike
+    cases (on every device and mode of the lane). Its first worker starts it; a job with no lane
+    left to start joins it as a helper, in a worker of its own, while its work left is long."""
+
+    def __init__(self, lane: Lane, desc: dict, cases: list[Case], devices=None):
+        self.lane = lane
+        self.units = deque(u for g in groups(cases) if (u := lane.work(desc, g, devices)))
+        self.total, self.done, self.workers, self.started = sum(map(len, self.units)), 0, 0, 0.0
+
+    def join(self) -> str:
+        """A new worker's name: the lane's for the first, then 'lane#2', ..."""
+        self.workers += 1
+        if self.workers == 1:
+            self.started = time.perf_counter()
+            return self.lane.name
+        return f"{self.lane.whole}#{self.workers}"
+
+    def next_unit(self, lock: threading.Lock) -> list | None:
+        with lock:
+            return self.units.popleft() if self.units else None
+
+    def seconds_left(self) -> float:
+        """The queued work's expected seconds at the lane's pace so far; 0 until a case is done."""
+        if not self.done:
+            return 0.0
+        return (time.perf_counter() - self.started) / self.done * sum(map(len, self.units))
 
 
 def longest_first(descriptions: dict, modes=None, jobs: int = 1) -> list[Lane]:
     """The lanes of the described backends, `modes` only where given: each mode alone, but the
-    modes a backend shares work between (`shared_lane`) together. A lane that took more than its
-    share of the last run (its seconds over all lanes' seconds / `jobs`) is split into shards of
-    at least MIN_SHARD_SECONDS. The longest first, so that none is left to run alone at the end:
-    by the last run's durations, and before any are known, the traced modes (which compile every
-    case)."""
+    modes a backend shares work between (`shared_lane`) together. For a plan fixed in advance (pytest's
+    lanes, each on one xdist worker), a lane that took more than its share of the last run (its
+    seconds over all lanes' seconds / `jobs`) is split into shards of at least MIN_SHARD_SECONDS;
+    `mmconf run` asks for none (jobs=1): its idle jobs help the longest lane instead. The longest
+    first, so that none is left to run alone at the end: by the last run's durations, and before
+    any are known, the traced modes (which compile every case)."""
     lanes = []
     for backend, d in descriptions.items():
         if "missing" in d:

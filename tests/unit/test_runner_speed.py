@@ -74,13 +74,39 @@ def test_lanes_run_longest_first_and_the_longest_in_shards(tmp_path, monkeypatch
                              "tensorflow/function+xla": 600.0})
     assert names() == ["tensorflow/function+xla", "jax/eager", "jax/jit", "tensorflow/eager", "numpy/eager"]
     assert names(["jit"], 2) == ["jax/jit"]  # alone, but too short for two shards of a minute
-    # on 2 jobs the 600 of 1000 seconds are more than a job's share: two shards, every other case each
+    # on 2 jobs the 600 of 1000 seconds are more than a job's share: two shards, dealt by runner.deal
     assert names(None, 2) == ["tensorflow/function+xla#1of2", "tensorflow/function+xla#2of2", "jax/eager",
                               "jax/jit", "tensorflow/eager", "numpy/eager"]
     shard = runner.longest_first(descriptions, None, 2)[1]
     cases = some_cases()
     assert shard.work(descriptions["tensorflow"] | {"devices": ["cpu"]}, cases) == [
         ("cpu", "function", cases[1]), ("cpu", "xla", cases[1])]
+
+
+def test_shards_keep_alike_cases_together_and_near_equal():
+    cases = load_golden()
+    shards = runner.deal(cases, 3)
+    assert sorted(id(c) for s in shards for c in s) == sorted(id(c) for c in cases)
+    where = {id(c): k for k, s in enumerate(shards) for c in s}
+    for group in runner.groups(cases):  # one compile of a dynamic-shape compiler serves a group
+        assert len({where[id(c)] for c in group}) == 1
+    order = {id(c): i for i, c in enumerate(cases)}
+    assert all([order[id(c)] for c in s] == sorted(order[id(c)] for c in s) for s in shards)
+    largest = max(map(len, runner.groups(cases)))
+    assert max(map(len, shards)) - min(map(len, shards)) <= largest
+
+
+def test_a_lanes_helpers_change_no_record(monkeypatch):
+    """A job with no lane left to start joins the lane with work left, in a worker of its own:
+    the records are a single worker's."""
+    monkeypatch.setenv("MMCONF_CACHE_DIR", cache.OFF)
+    cases = load_golden()
+    alone = runner.run(["numpy"], cases, jobs=1, whole_store=False)
+    monkeypatch.setattr(runner, "MIN_SHARD_SECONDS", 0.0)  # any work left is worth a helper
+    helped = runner.run(["numpy"], cases, jobs=2, whole_store=False)
+    assert [r["workers"] for r in helped["timings"]["rows"]] == [2]
+    assert [r["cases"] for r in helped["timings"]["rows"]] == [r["cases"] for r in alone["timings"]["rows"]]
+    assert alone["records"] and same(helped["records"]) == same(alone["records"])
 
 
 def test_a_shared_lane_changes_no_record(monkeypatch):
