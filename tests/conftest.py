@@ -8,5 +8,4 @@ pytest_plugins = ["conformance.pytest_plugin"]
 # lanes' entries serve the unit tests' workers too. Without this, the first torch.compile in this
 # process sets TORCHINDUCTOR_CACHE_DIR to Inductor's default, and each runner session started here
 # afterwards hands that on to its workers, which then compile everything again.
-for _name, _value in cache.worker_env().items():
-    os.environ.setdefault(_name, _value)
+os.environ.update(cache.worker_env())  # a cache variable already set is kept
